@@ -1,0 +1,3 @@
+"""Objectives: importing this package registers every built-in objective."""
+from plm_jax.objectives.base import Objective, get_objective, register  # noqa: F401
+from plm_jax.objectives import bert_pretrain  # noqa: F401  (registers "bert_mlm_nsp")
