@@ -1,0 +1,282 @@
+"""Document readers for local pretraining corpora.
+
+Every reader yields documents as `str`, with paragraphs or sentences separated
+by "\n" (the sentence splitter in the tf.data pipeline cuts lines further).
+Readers are looked up by name (config.data.corpus.reader):
+
+  plain          documents separated by blank lines ('blank_line') or one per
+                 line ('line')
+  gutenberg      Project Gutenberg ebooks: header/licence and footer removed,
+                 hard-wrapped paragraphs unwrapped, each book cut into
+                 documents of at most max_sentences_per_doc sentences
+  wikiextractor  WikiExtractor output: one <doc ...>...</doc> article per
+                 document, markup remnants (<br>, <ref>..</ref>, ...) dropped
+  wikitext       WikiText raw: articles start at ' = Title = ' lines
+
+All readers accept CRLF line endings and a UTF-8 byte-order mark, and read
+files in sorted path order, so the document stream is deterministic.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+from typing import Callable, Dict, Iterable, Iterator, List
+
+from plm_jax.data import sentences as sentences_lib
+
+PATHS_KEY = "config.data.corpus.paths"
+
+
+def expand_globs(paths: str, config_key: str = PATHS_KEY) -> List[str]:
+  """Comma-separated globs -> sorted file list; a glob matching no file is an error."""
+  files: List[str] = []
+  patterns = [p.strip() for p in (paths or "").split(",") if p.strip()]
+  if not patterns:
+    raise ValueError(f"{config_key} is empty: give one or more comma-separated file globs")
+  for pattern in patterns:
+    matched = sorted(f for f in glob.glob(os.path.expanduser(pattern)) if os.path.isfile(f))
+    if not matched:
+      raise ValueError(f"{config_key}: glob {pattern!r} matches no file")
+    files.extend(m for m in matched if m not in files)
+  return files
+
+
+def read_text(path: str) -> str:
+  """File -> str with LF line endings and no byte-order mark.
+
+  Undecodable bytes (a few Gutenberg files are Latin-1) are replaced instead
+  of failing the whole run.
+  """
+  with open(path, "rb") as f:
+    data = f.read()
+  text = data.decode("utf-8", errors="replace")
+  text = text.lstrip("\ufeff")
+  return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _paragraphs(text: str) -> Iterator[List[str]]:
+  """Blocks of consecutive non-blank lines."""
+  block: List[str] = []
+  for line in text.split("\n"):
+    if line.strip():
+      block.append(line.strip())
+    elif block:
+      yield block
+      block = []
+  if block:
+    yield block
+
+
+# ---- plain ----------------------------------------------------------------------------
+
+def read_plain(text: str, doc_separator: str = "blank_line", **_) -> Iterator[str]:
+  if doc_separator == "line":
+    for line in text.split("\n"):
+      if line.strip():
+        yield line.strip()
+  elif doc_separator == "blank_line":
+    for block in _paragraphs(text):
+      yield "\n".join(block)
+  else:
+    raise ValueError("config.data.corpus.doc_separator: expected 'blank_line' or 'line', "
+                     f"got {doc_separator!r}")
+
+
+# ---- gutenberg --------------------------------------------------------------------------
+
+# Start of the book proper: the line after the marker.
+_GUTENBERG_START = re.compile(
+    r"^\s*\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG"          # 2000s-2010s style
+    r"|^\s*\*END\*\s*THE SMALL PRINT"                               # 1990s 'small print'
+    r"|^\s*\*{3}\s*START OF THE PROJECT GUTENBERG", re.IGNORECASE)
+# Start of the footer: the book ends before this line.
+_GUTENBERG_END = re.compile(
+    r"^\s*\*{3}\s*END OF (THE|THIS) PROJECT GUTENBERG"
+    r"|^\s*\**\s*End of (the )?Project Gutenberg"
+    r"|^\s*End of Project Gutenberg'?s", re.IGNORECASE)
+# Loose footer lines such as "*Project Gutenberg Etext of Five Children and It*"
+# are only trusted near the end of the file.
+_GUTENBERG_TAIL = re.compile(r"^\W*Project Gutenberg('s|\u2019s)?\s+E-?(text|book)", re.IGNORECASE)
+# Producer credits and edition notes right after the start marker.
+_GUTENBERG_CREDIT = re.compile(
+    r"(produced by|prepared by|transcribed by|project gutenberg|etext|e-text|ebook|"
+    r"proofread|distributed proofread|http://|www\.)", re.IGNORECASE)
+
+
+def strip_gutenberg(text: str) -> str:
+  """Removes the Gutenberg header/licence and footer from an ebook's text."""
+  lines = text.split("\n")
+  start = 0
+  for i, line in enumerate(lines):
+    if _GUTENBERG_START.search(line):
+      start = i + 1
+      # "*** START OF ... EBOOK THE STRANGE CASE OF DR." may wrap: skip to the
+      # line that closes the marker with '***'.
+      if line.lstrip().startswith("***") and not line.rstrip().endswith("***"):
+        for j in range(i + 1, min(i + 4, len(lines))):
+          if lines[j].rstrip().endswith("***"):
+            start = j + 1
+            break
+      break
+  end = len(lines)
+  for i in range(start, len(lines)):
+    if _GUTENBERG_END.search(lines[i]):
+      end = i
+      break
+  tail_from = max(start, end - 30)
+  for i in range(tail_from, end):
+    if _GUTENBERG_TAIL.search(lines[i]):
+      end = i
+      break
+  body = lines[start:end]
+  # Drop credit paragraphs ("Produced by ...") among the first few paragraphs.
+  out: List[str] = []
+  seen_paragraphs = 0
+  block: List[str] = []
+  def flush():
+    nonlocal seen_paragraphs
+    if block:
+      joined = " ".join(block)
+      if not (seen_paragraphs < 6 and _GUTENBERG_CREDIT.search(joined)):
+        out.extend(block + [""])
+      seen_paragraphs += 1
+      block.clear()
+  for line in body:
+    if line.strip():
+      block.append(line)
+    else:
+      flush()
+  flush()
+  return "\n".join(out)
+
+
+def read_gutenberg(text: str, max_sentences_per_doc: int = 256, **_) -> Iterator[str]:
+  """One book -> documents of <= max_sentences_per_doc sentences, one per line."""
+  if max_sentences_per_doc < 1:
+    raise ValueError("config.data.corpus.max_sentences_per_doc must be >= 1")
+  doc: List[str] = []
+  for block in _paragraphs(strip_gutenberg(text)):
+    paragraph = re.sub(r"\s+", " ", " ".join(block)).strip()
+    for sentence in sentences_lib.split_sentences(paragraph):
+      doc.append(sentence)
+      if len(doc) >= max_sentences_per_doc:
+        yield "\n".join(doc)
+        doc = []
+  if doc:
+    yield "\n".join(doc)
+
+
+# ---- wikiextractor -----------------------------------------------------------------------
+
+_DOC_OPEN = re.compile(r"^<doc\b[^>]*>\s*$")
+_DOC_CLOSE = re.compile(r"^</doc>\s*$")
+_REF = re.compile(r"<ref\b[^<>]*/>|<ref\b[^<>]*>.*?</ref>", re.IGNORECASE | re.DOTALL)
+# An HTML-like tag, possibly spanning lines; '<' followed by a digit or space
+# (a real less-than sign) is left alone.
+_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?>")
+_OPEN_TAG_AT_EOL = re.compile(r"<[a-zA-Z][a-zA-Z0-9]*$")
+
+
+def clean_wiki_markup(text: str) -> str:
+  """Drops <ref>..</ref>, <br>, <span ...> and similar remnants from an article."""
+  text = _REF.sub("", text)
+  text = _TAG.sub(" ", text)
+  lines = (_OPEN_TAG_AT_EOL.sub("", re.sub(r"[ \t]+", " ", l)).strip() for l in text.split("\n"))
+  return "\n".join(l for l in lines if l)
+
+
+def read_wikiextractor(text: str, **_) -> Iterator[str]:
+  """<doc ...> title \\n paragraphs </doc> -> one document per article.
+
+  The title line (the first line of each article) is kept as the first line.
+  """
+  doc: List[str] = []
+  inside = False
+  for line in text.split("\n"):
+    if _DOC_OPEN.match(line):
+      inside, doc = True, []
+      continue
+    if _DOC_CLOSE.match(line):
+      cleaned = clean_wiki_markup("\n".join(doc))
+      if cleaned:
+        yield cleaned
+      inside, doc = False, []
+      continue
+    if inside:
+      doc.append(line)
+  if inside and doc:   # unterminated last article
+    cleaned = clean_wiki_markup("\n".join(doc))
+    if cleaned:
+      yield cleaned
+
+
+# ---- wikitext ---------------------------------------------------------------------------
+
+_WIKITEXT_TITLE = re.compile(r"^ ?= [^=].* = ?$")
+
+
+def read_wikitext(text: str, **_) -> Iterator[str]:
+  """WikiText raw: a new article starts at each ' = Title = ' line (level-1 heading)."""
+  doc: List[str] = []
+  for line in text.split("\n"):
+    if _WIKITEXT_TITLE.match(line):
+      if doc:
+        yield "\n".join(doc)
+      doc = [line.strip(" =")]
+      continue
+    line = line.strip()
+    if not line:
+      continue
+    if line.startswith("=") and line.endswith("="):   # sub-heading ' = = Career = = '
+      line = line.strip(" =")
+    doc.append(line)
+  if doc:
+    yield "\n".join(doc)
+
+
+READERS: Dict[str, Callable[..., Iterator[str]]] = {
+    "plain": read_plain,
+    "gutenberg": read_gutenberg,
+    "wikiextractor": read_wikiextractor,
+    "wikitext": read_wikitext,
+}
+
+
+def get_reader(name: str) -> Callable[..., Iterator[str]]:
+  if name not in READERS:
+    raise ValueError(f"config.data.corpus.reader: unknown reader {name!r}; known: {sorted(READERS)}")
+  return READERS[name]
+
+
+def iter_documents(paths: str, reader: str = "plain", *, doc_separator: str = "blank_line",
+                   max_sentences_per_doc: int = 256,
+                   config_key: str = PATHS_KEY) -> Iterator[str]:
+  """All documents of the files matched by `paths`, in sorted file order.
+
+  Raises ValueError (naming `config_key` and the glob) when a glob matches no
+  file or when the files hold no document at all.
+  """
+  read = get_reader(reader)
+  files = expand_globs(paths, config_key)
+  count = 0
+  for path in files:
+    for doc in read(read_text(path), doc_separator=doc_separator,
+                    max_sentences_per_doc=max_sentences_per_doc):
+      count += 1
+      yield doc
+  if count == 0:
+    raise ValueError(f"{config_key}: {paths!r} holds no document (reader {reader!r})")
+
+
+def documents_from_config(corpus, paths: str, config_key: str = PATHS_KEY) -> Iterator[str]:
+  """iter_documents with the reader options of config.data.corpus."""
+  return iter_documents(paths, corpus.reader, doc_separator=corpus.doc_separator,
+                        max_sentences_per_doc=corpus.max_sentences_per_doc,
+                        config_key=config_key)
+
+
+def check_nonempty(documents: Iterable[str]) -> None:
+  """Reads just the first document, so errors surface before tf.data starts."""
+  for _ in documents:
+    return
