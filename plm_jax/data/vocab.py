@@ -1,0 +1,225 @@
+"""Vocabularies: BERT WordPiece (tokenized inside the tf.data graph) and lookup.
+
+`WordPieceVocabulary` reproduces `transformers.BertTokenizer(vocab,
+do_lower_case=...)` ids with TensorFlow ops only, so it runs inside tf.data:
+
+  1. clean text: drop NUL, U+FFFD and control characters (Unicode Cc/Cf other
+     than \\t \\n \\r); map \\t \\n \\r and Unicode space separators (Zs) to ' '
+  2. put spaces around CJK ideographs (the same code-point blocks as BERT)
+  3. uncased only: lower-case (full Unicode mapping), NFD, drop combining
+     marks (Mn) -- BERT's "strip accents"
+  4. split on spaces, and split off every punctuation character (ASCII
+     symbols 33-47, 58-64, 91-96, 123-126 and Unicode P*) as its own word
+  5. words longer than 100 characters become [UNK]; the rest go through
+     greedy longest-match-first WordPiece (tensorflow_text
+     FastWordpieceTokenizer, '##' continuation prefix).
+
+tensorflow_text.BertTokenizer is not used as is because its lower-casing is
+NFKC case folding, which differs from Python's str.lower() (e.g. 'ß' -> 'ss',
+ligatures, full-width letters) and so from the Hugging Face ids.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import seqio
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+VOCAB_PATH_KEY = "config.data.vocab.path"
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+_CONTROL = r"[\x{0}\x{FFFD}\p{Cf}]|[^\P{Cc}\t\n\r]"
+_WHITESPACE = r"[\t\n\r\p{Zs}]"
+_CJK = (r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
+        r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}]")
+_PUNCT = r"[!-/:-@\[-`{-~\p{P}]"
+_MAX_CHARS_PER_WORD = 100
+
+
+def read_vocab_file(path: str, config_key: str = VOCAB_PATH_KEY) -> List[str]:
+  if not path or not tf.io.gfile.exists(path):
+    raise ValueError(f"{config_key}: vocabulary file {path!r} does not exist")
+  with tf.io.gfile.GFile(path, "r") as f:
+    tokens = [line.rstrip("\r\n") for line in f]
+  while tokens and not tokens[-1]:
+    tokens.pop()
+  return tokens
+
+
+class WordPieceVocabulary(seqio.Vocabulary):
+  """BERT vocab.txt vocabulary; pad id 0 ([PAD]), no EOS."""
+
+  def __init__(self, vocab_path: str, lowercase: bool = True, extra_ids: int = 0):
+    self._vocab_path = vocab_path
+    self._lowercase = lowercase
+    self._tokens = read_vocab_file(vocab_path)
+    self._index = {t: i for i, t in enumerate(self._tokens)}
+    if "[UNK]" not in self._index:
+      raise ValueError(f"{VOCAB_PATH_KEY}: {vocab_path!r} has no [UNK] token")
+    self._wordpiece = None       # built lazily: not picklable, graph-independent
+    super().__init__(extra_ids=extra_ids)
+
+  # ---- ids ------------------------------------------------------------------------
+  @property
+  def tokens(self) -> Sequence[str]:
+    return self._tokens
+
+  @property
+  def lowercase(self) -> bool:
+    return self._lowercase
+
+  @property
+  def vocab_path(self) -> str:
+    return self._vocab_path
+
+  @property
+  def eos_id(self) -> Optional[int]:
+    return None
+
+  @property
+  def pad_id(self) -> int:
+    return 0
+
+  @property
+  def unk_id(self) -> Optional[int]:
+    return self._index["[UNK]"]
+
+  def token_to_id(self, token: str) -> Optional[int]:
+    return self._index.get(token)
+
+  @property
+  def _base_vocab_size(self) -> int:
+    return len(self._tokens)
+
+  # ---- tf ---------------------------------------------------------------------------
+  def _tokenizer(self) -> tf_text.FastWordpieceTokenizer:
+    if self._wordpiece is None:
+      self._wordpiece = tf_text.FastWordpieceTokenizer(
+          vocab=self._tokens, suffix_indicator="##",
+          max_bytes_per_word=4 * _MAX_CHARS_PER_WORD + 4, token_out_type=tf.int64,
+          unknown_token="[UNK]", no_pretokenization=True, support_detokenization=False)
+    return self._wordpiece
+
+  def basic_tokenize_tf(self, text: tf.Tensor) -> tf.RaggedTensor:
+    """1-D string tensor [N] -> ragged words [N, (words)] (BERT BasicTokenizer)."""
+    text = tf.strings.regex_replace(text, _CONTROL, "")
+    text = tf.strings.regex_replace(text, _WHITESPACE, " ")
+    text = tf.strings.regex_replace(text, "(" + _CJK + ")", " \\1 ")
+    if self._lowercase:
+      text = tf.strings.lower(text, encoding="utf-8")
+      text = tf_text.normalize_utf8(text, "NFD")
+      text = tf.strings.regex_replace(text, r"\p{Mn}", "")
+    return tf_text.regex_split(text, " +|" + _PUNCT + "|" + _CJK, _PUNCT + "|" + _CJK)
+
+  def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
+    """Scalar string -> int32 [tokens]; 1-D strings -> ragged int32 [N, (tokens)]."""
+    s = tf.convert_to_tensor(s, tf.string)
+    scalar = s.shape.rank == 0
+    words = self.basic_tokenize_tf(tf.reshape(s, [-1]))
+    long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > _MAX_CHARS_PER_WORD
+    words = words.with_flat_values(tf.where(long, "[UNK]", words.flat_values))
+    ids = self._tokenizer().tokenize(words)                 # [N, (words), (pieces)]
+    ids = tf.cast(ids.merge_dims(1, 2), tf.int32)          # [N, (tokens)]
+    return ids[0] if scalar else ids
+
+  def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
+    ids = tf.convert_to_tensor(ids)
+    pieces = tf.gather(tf.constant(self._tokens), tf.cast(ids, tf.int32))
+    text = tf.strings.reduce_join(pieces, axis=-1, separator=" ")
+    return tf.strings.regex_replace(text, " ##", "")
+
+  # ---- python -------------------------------------------------------------------------
+  def _encode(self, s: str) -> Sequence[int]:
+    return self._encode_tf(tf.constant(s)).numpy().tolist()
+
+  def _decode(self, ids) -> str:
+    pieces = [self._tokens[int(i)] for i in ids]
+    return " ".join(pieces).replace(" ##", "")
+
+  def __eq__(self, other):
+    return (isinstance(other, WordPieceVocabulary) and other._tokens == self._tokens
+            and other._lowercase == self._lowercase)
+
+  def __hash__(self):
+    return hash((len(self._tokens), self._vocab_path, self._lowercase))
+
+  def __str__(self) -> str:
+    return (f"WordPieceVocabulary(file={self._vocab_path}, size={self.vocab_size}, "
+            f"lowercase={self._lowercase})")
+
+
+def token_to_id(vocab: seqio.Vocabulary, token: str) -> Optional[int]:
+  """Id of a whole token in a WordPiece or SentencePiece vocabulary, else None."""
+  if isinstance(vocab, WordPieceVocabulary):
+    return vocab.token_to_id(token)
+  if isinstance(vocab, seqio.SentencePieceVocabulary):
+    sp = vocab.tokenizer
+    i = sp.piece_to_id(token)
+    return i if sp.id_to_piece(i) == token else None
+  raise TypeError(f"unsupported vocabulary type {type(vocab).__name__}")
+
+
+def id_to_token(vocab: seqio.Vocabulary, i: int) -> str:
+  if isinstance(vocab, WordPieceVocabulary):
+    return vocab.tokens[i]
+  return vocab.tokenizer.id_to_piece(int(i))
+
+
+def special_ids(vocab: seqio.Vocabulary) -> Tuple[int, int, int, int, int]:
+  """(pad, unk, cls, sep, mask) ids; ValueError naming any missing token."""
+  ids = {}
+  for name in SPECIAL_TOKENS:
+    ids[name] = token_to_id(vocab, name)
+  if isinstance(vocab, seqio.SentencePieceVocabulary):
+    ids["[PAD]"] = vocab.pad_id
+    ids["[UNK]"] = vocab.unk_id
+  missing = [n for n, i in ids.items() if i is None]
+  if missing:
+    raise ValueError(f"{VOCAB_PATH_KEY}: vocabulary {vocab} lacks the special token(s) "
+                     f"{missing} needed for BERT pretraining")
+  return tuple(int(ids[n]) for n in SPECIAL_TOKENS)  # type: ignore[return-value]
+
+
+def continuation_mask(vocab: seqio.Vocabulary) -> np.ndarray:
+  """bool [vocab_size]: token continues the previous word ('##' WordPiece).
+
+  For other vocabularies every token is its own word (all False).
+  """
+  out = np.zeros([vocab.vocab_size], dtype=bool)
+  if isinstance(vocab, WordPieceVocabulary):
+    for i, t in enumerate(vocab.tokens):
+      out[i] = t.startswith("##")
+  return out
+
+
+def replacement_ids(vocab: seqio.Vocabulary) -> np.ndarray:
+  """Ids the MLM 'random token' draws from: every id but specials and [unusedN]/<...> slots."""
+  keep = []
+  specials = set(special_ids(vocab))
+  for i in range(vocab.vocab_size):
+    if i in specials:
+      continue
+    t = id_to_token(vocab, i)
+    if (t.startswith("[") and t.endswith("]")) or (t.startswith("<") and t.endswith(">")):
+      continue
+    keep.append(i)
+  return np.asarray(keep, dtype=np.int32)
+
+
+def get_vocabulary(config) -> seqio.Vocabulary:
+  """config.data.vocab.type: builtin | wordpiece | sentencepiece."""
+  v = config.data.vocab
+  if v.type == "builtin":
+    from plm_jax.data import builtin  # pylint: disable=import-outside-toplevel
+    return WordPieceVocabulary(builtin.write_vocab(builtin.default_vocab_dir()), lowercase=True)
+  if v.type == "wordpiece":
+    return WordPieceVocabulary(v.path, lowercase=v.lowercase)
+  if v.type == "sentencepiece":
+    if not v.path or not tf.io.gfile.exists(v.path):
+      raise ValueError(f"{VOCAB_PATH_KEY}: SentencePiece model {v.path!r} does not exist")
+    return seqio.SentencePieceVocabulary(v.path)
+  raise ValueError(f"config.data.vocab.type: unknown type {v.type!r}; "
+                   "choose builtin, wordpiece or sentencepiece")
+
