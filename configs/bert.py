@@ -106,6 +106,24 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   mesh = c.mesh = ml_collections.ConfigDict()
   mesh.shape = (-1, 1, 1)                # (data, fsdp, tensor); -1 takes the remaining devices
   mesh.axis_names = ("data", "fsdp", "tensor")
+  # Logical axis name -> mesh axes (None = replicated); plm_jax/sharding.py. A dim
+  # that does not divide evenly over its mesh axes is replicated instead.
+  mesh.rules = (
+      ("activation_batch", ("data", "fsdp")),
+      ("activation_length", None),
+      ("activation_embed", None),
+      ("activation_mlp", "tensor"),
+      ("activation_heads", "tensor"),
+      ("activation_kv", None),
+      ("embed", "fsdp"),
+      ("vocab", "tensor"),
+      ("heads", "tensor"),
+      ("mlp", "tensor"),
+      ("kv", None),
+      ("position", None),
+      ("type_vocab", None),
+      ("layers", None),
+  )
 
   if arg == "tiny":
     m.max_position_embeddings = 128

@@ -1,0 +1,74 @@
+"""Metrics output: console progress lines and TensorBoard scalars.
+
+Only process 0 writes. Values arrive as plain floats (sum / weight already
+divided, see plm_jax.train.step.metrics_to_host).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from typing import Dict, Optional
+
+import jax
+
+# Console order: the headline numbers first, the rest alphabetically.
+_FIRST = ("loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy")
+_SHORT = {"mlm_accuracy": "mlm_acc", "nsp_accuracy": "nsp_acc"}
+
+
+def format_metrics(metrics: Dict[str, float]) -> str:
+  keys = [k for k in _FIRST if k in metrics] + sorted(k for k in metrics if k not in _FIRST)
+  return " | ".join(f"{_SHORT.get(k, k)} {metrics[k]:.4f}" for k in keys)
+
+
+class Reporter:
+  """Console + TensorBoard writer with steps/s, tokens/s and ETA."""
+
+  def __init__(self, workdir: str, num_steps: int, tokens_per_step: int,
+               tensorboard: bool = True):
+    self.num_steps = num_steps
+    self.tokens_per_step = tokens_per_step
+    self.is_chief = jax.process_index() == 0
+    self._writer = None
+    if tensorboard and self.is_chief:
+      import tensorflow as tf  # pylint: disable=import-outside-toplevel
+      self._tf = tf
+      self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    self._last_time: Optional[float] = None
+    self._last_step: Optional[int] = None
+
+  def start(self, step: int) -> None:
+    self._last_time, self._last_step = time.perf_counter(), step
+
+  def train(self, step: int, metrics: Dict[str, float], learning_rate: float) -> None:
+    now = time.perf_counter()
+    steps = step - (self._last_step or 0)
+    elapsed = max(now - (self._last_time or now), 1e-9)
+    rate = steps / elapsed if steps > 0 else 0.0
+    self._last_time, self._last_step = now, step
+    eta = datetime.timedelta(seconds=int((self.num_steps - step) / rate)) if rate else "?"
+    scalars = dict(metrics, learning_rate=learning_rate, steps_per_sec=rate,
+                   tokens_per_sec=rate * self.tokens_per_step)
+    if self.is_chief:
+      print(f"step {step}/{self.num_steps} | {format_metrics(metrics)} | lr {learning_rate:.3g} | "
+            f"{rate:.2f} steps/s | {rate * self.tokens_per_step:,.0f} tok/s | ETA {eta}",
+            flush=True)
+    self._scalars("train", step, scalars)
+
+  def eval(self, step: int, metrics: Dict[str, float]) -> None:
+    if self.is_chief:
+      print(f"eval  {step}/{self.num_steps} | {format_metrics(metrics)}", flush=True)
+    self._scalars("eval", step, metrics)
+
+  def _scalars(self, prefix: str, step: int, values: Dict[str, float]) -> None:
+    if self._writer is None:
+      return
+    with self._writer.as_default():
+      for k, v in values.items():
+        self._tf.summary.scalar(f"{prefix}/{k}", v, step=step)
+    self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()

@@ -1,0 +1,84 @@
+"""A tiny stand-in Objective for trainer tests (not registered in the package).
+
+A one-layer model with logically-named parameters and a classification loss
+over fixed-shape token batches; its data stream is deterministic given
+(seed, shard), like the real pipelines.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from plm_jax.objectives import base
+
+VOCAB, LENGTH = 64, 16
+
+
+class _TinyModel(nn.Module):
+  hidden: int = 32
+
+  @nn.compact
+  def __call__(self, ids):                                   # [B, L]
+    emb = self.param("embedding", nn.with_logical_partitioning(
+        nn.initializers.normal(0.02), ("vocab", "embed")), (VOCAB, self.hidden))
+    x = jnp.take(emb, ids, axis=0)                            # [B, L, H]
+    x = nn.Dense(4 * self.hidden, kernel_init=nn.with_logical_partitioning(
+        nn.initializers.normal(0.02), ("embed", "mlp")), name="up")(x)
+    x = nn.gelu(x)
+    x = nn.Dense(self.hidden, kernel_init=nn.with_logical_partitioning(
+        nn.initializers.normal(0.02), ("mlp", "embed")), name="down")(x)
+    return x @ emb.T                                          # [B, L, V]
+
+
+@base.register("fake_tiny_lm")
+class FakeObjective(base.Objective):
+  def make_model(self, deterministic=True):
+    return _TinyModel()
+
+  def batch_spec(self, batch_size):
+    return {"ids": jax.ShapeDtypeStruct((batch_size, LENGTH), jnp.int32),
+            "weights": jax.ShapeDtypeStruct((batch_size, LENGTH), jnp.float32)}
+
+  def init_params(self, rng):
+    return self.make_model().init(rng, jnp.zeros((1, LENGTH), jnp.int32))["params"]
+
+  def loss_fn(self, params, batch, rng, deterministic):
+    logits = self.make_model().apply({"params": params}, batch["ids"])
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+    target = jnp.roll(batch["ids"], -1, axis=1)
+    nll = -jnp.take_along_axis(logp, target[..., None], axis=-1)[..., 0]
+    w = batch["weights"]
+    correct = (jnp.argmax(logits, -1) == target).astype(jnp.float32)
+    loss = jnp.sum(nll * w) / jnp.maximum(jnp.sum(w), 1e-8)
+    return loss, {"loss": (jnp.sum(nll * w), jnp.sum(w)),
+                  "accuracy": (jnp.sum(correct * w), jnp.sum(w))}
+
+  def get_dataset(self, split, batch_size, seed, shard_index=0, num_shards=1, num_epochs=None):
+    rs = np.random.RandomState(seed + (0 if split == "train" else 1000))
+    n = 64 * batch_size
+    ids = rs.randint(0, VOCAB, size=(n, LENGTH)).astype(np.int32)
+    weights = (rs.rand(n, LENGTH) < 0.7).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices({"ids": ids, "weights": weights})
+    ds = ds.shard(num_shards, shard_index).repeat(num_epochs).batch(batch_size, drop_remainder=True)
+    return ds
+
+
+def fake_config(**train) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.family = "fake"
+  c.objective = "fake_tiny_lm"
+  c.seed = 0
+  c.train = ml_collections.ConfigDict(dict(
+      batch_size=8, grad_accum_steps=1, num_steps=6, log_every=2, eval_every=0, eval_steps=1,
+      checkpoint_every=3, keep_checkpoints=3, params_export=True))
+  c.train.update(train)
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="adamw", learning_rate=1e-2, warmup_steps=2, decay="linear", end_learning_rate=0.0,
+      weight_decay=0.01, b1=0.9, b2=0.999, eps=1e-6, grad_clip_norm=1.0))
+  c.mesh = ml_collections.ConfigDict(dict(
+      shape=(-1, 1, 1), axis_names=("data", "fsdp", "tensor"),
+      rules=(("activation_batch", ("data", "fsdp")), ("embed", "fsdp"), ("vocab", "tensor"),
+             ("mlp", "tensor"))))
+  return c
