@@ -11,7 +11,17 @@ Contract (helpers: keep these names):
                             positions, or [B, L, V] when positions is None), nsp_logits [B, 2]
 """
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Dict, Mapping, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from plm_jax.layers import common
+from plm_jax.layers.attention import padding_mask_bias
+from plm_jax.layers.embeddings import TextEmbeddings
+from plm_jax.layers.mlp import dense
+from plm_jax.layers.transformer import Encoder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,3 +53,102 @@ class BertConfig:
 
   def replace(self, **kw) -> "BertConfig":
     return dataclasses.replace(self, **kw)
+
+
+class BertPooler(nn.Module):
+  """tanh(dense(first token)). Params: dense [embed, mlp] (square hidden->hidden)."""
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, sequence_output: jax.Array) -> jax.Array:
+    cfg = self.config
+    first = sequence_output[:, 0]  # [batch, embed]
+    h = dense(cfg.hidden_size, ("embed", "mlp"), cfg.initializer_range,
+              common.get_dtype(cfg.dtype), "dense")(first)
+    return jnp.tanh(h).astype(jnp.float32)  # [batch, embed]
+
+
+class BertModel(nn.Module):
+  """Backbone: embeddings (sum -> LN -> dropout) -> encoder -> pooler.
+
+  Params: embeddings/{word,position,token_type}_embeddings/embedding, embeddings/layer_norm,
+  encoder/layers_{i} (or encoder/layers when scan_layers), pooler/dense.
+  """
+  config: BertConfig
+
+  def setup(self):
+    cfg = self.config
+    self.embeddings = TextEmbeddings(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+        max_position_embeddings=cfg.max_position_embeddings,
+        type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layer_norm_eps,
+        dropout_rate=cfg.hidden_dropout_rate, initializer_range=cfg.initializer_range,
+        dtype=common.get_dtype(cfg.dtype))
+    self.encoder = Encoder(cfg)
+    self.pooler = BertPooler(cfg)
+
+  def __call__(self, input_ids: jax.Array, token_type_ids: Optional[jax.Array] = None,
+               attention_mask: Optional[jax.Array] = None, deterministic: bool = True):
+    """input_ids/token_type_ids/attention_mask [batch, length] ->
+    (sequence_output [batch, length, embed], pooled_output [batch, embed]), float32."""
+    x = self.embeddings(input_ids, token_type_ids, deterministic=deterministic)
+    x = self.encoder(x, padding_mask_bias(attention_mask), deterministic=deterministic)
+    return x, self.pooler(x)
+
+  def attend(self, query: jax.Array) -> jax.Array:
+    """Tied decoder: [..., embed] -> [..., vocab] via the word embedding table."""
+    return self.embeddings.attend(query)
+
+
+class BertMlmHead(nn.Module):
+  """transform (dense -> act -> LN) then the tied decoder plus an output bias [vocab].
+
+  Params: transform [embed, mlp], layer_norm, bias [vocab]. `decoder` is the
+  tied `attend` function of the word embeddings.
+  """
+  config: BertConfig
+
+  @nn.compact
+  def __call__(self, hidden: jax.Array, decoder) -> jax.Array:
+    """hidden [batch, P, embed] -> logits [batch, P, vocab] float32."""
+    cfg = self.config
+    h = dense(cfg.hidden_size, ("embed", "mlp"), cfg.initializer_range,
+              common.get_dtype(cfg.dtype), "transform")(hidden)
+    h = common.activation(cfg.hidden_act)(h)
+    h = common.LayerNorm(cfg.layer_norm_eps, axis_name="embed", name="layer_norm")(h)
+    logits = decoder(h).astype(jnp.float32)  # [batch, P, vocab]
+    bias = self.param("bias", common.partitioned(nn.initializers.zeros, ("vocab",)),
+                      (cfg.vocab_size,), jnp.float32)
+    return logits + bias
+
+
+def gather_positions(sequence: jax.Array, positions: jax.Array) -> jax.Array:
+  """sequence [batch, length, embed], positions [batch, P] int -> [batch, P, embed]."""
+  return jnp.take_along_axis(sequence, positions[..., None].astype(jnp.int32), axis=1)
+
+
+class BertForPreTraining(nn.Module):
+  """BertModel ('bert') + MLM head ('mlm_head', tied decoder) + NSP head ('nsp_head')."""
+  config: BertConfig
+
+  def setup(self):
+    cfg = self.config
+    self.bert = BertModel(cfg)
+    self.mlm_head = BertMlmHead(cfg)
+    self.nsp_head = dense(2, ("embed", None), cfg.initializer_range,
+                          common.get_dtype(cfg.dtype), name=None)
+
+  def __call__(self, input_ids: jax.Array, token_type_ids: Optional[jax.Array] = None,
+               attention_mask: Optional[jax.Array] = None,
+               masked_lm_positions: Optional[jax.Array] = None,
+               deterministic: bool = True) -> Dict[str, jax.Array]:
+    sequence_output, pooled_output = self.bert(
+        input_ids, token_type_ids, attention_mask, deterministic=deterministic)
+    hidden = sequence_output
+    if masked_lm_positions is not None:
+      # Project only the P predicted positions onto the vocabulary, not every token.
+      hidden = gather_positions(sequence_output, masked_lm_positions)  # [batch, P, embed]
+    mlm_logits = self.mlm_head(hidden, self.bert.attend)
+    nsp_logits = self.nsp_head(pooled_output).astype(jnp.float32)  # [batch, 2]
+    return dict(sequence_output=sequence_output, pooled_output=pooled_output,
+                mlm_logits=mlm_logits, nsp_logits=nsp_logits)

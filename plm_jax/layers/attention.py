@@ -1,0 +1,81 @@
+"""Multi-head dot-product attention with additive mask bias and float32 softmax."""
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from plm_jax.layers import common
+
+# Added to the logits of masked keys (float32); large but finite so that a row
+# with every key masked gives a uniform (not NaN) distribution.
+MASK_VALUE = -1e9
+
+
+def padding_mask_bias(attention_mask: Optional[jax.Array]) -> Optional[jax.Array]:
+  """attention_mask [batch, length] (1 = keep, 0 = pad) -> bias [batch, 1, 1, length] float32."""
+  if attention_mask is None:
+    return None
+  keep = attention_mask.astype(jnp.bool_)
+  return jnp.where(keep, 0.0, MASK_VALUE).astype(jnp.float32)[:, None, None, :]
+
+
+class MultiHeadAttention(nn.Module):
+  """Self/cross attention. q/k/v kernels [embed, heads, kv], output kernel [heads, kv, embed].
+
+  Attributes:
+    num_heads: number of heads; head_dim = features // num_heads unless head_dim is set.
+    head_dim: optional explicit per-head width.
+    dropout_rate: dropout on the attention probabilities.
+    initializer_range: std of the truncated-normal kernel initializer.
+    dtype: compute dtype (logits/softmax always float32).
+  """
+  num_heads: int
+  head_dim: Optional[int] = None
+  dropout_rate: float = 0.0
+  initializer_range: float = 0.02
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, inputs_q: jax.Array, inputs_kv: Optional[jax.Array] = None,
+               bias: Optional[jax.Array] = None, deterministic: bool = True) -> jax.Array:
+    """inputs_q [batch, q_len, embed], inputs_kv [batch, kv_len, embed] (default: inputs_q),
+    bias broadcastable to [batch, heads, q_len, kv_len] (float32, added to logits)."""
+    if inputs_kv is None:
+      inputs_kv = inputs_q
+    features = inputs_q.shape[-1]
+    if self.head_dim is None and features % self.num_heads:
+      raise ValueError(f"hidden size {features} is not divisible by num_heads {self.num_heads}")
+    head_dim = self.head_dim or features // self.num_heads
+    init = common.kernel_init(self.initializer_range)
+    zeros = nn.initializers.zeros
+
+    def projection(name):
+      return nn.DenseGeneral(
+          features=(self.num_heads, head_dim), axis=-1, dtype=self.dtype,
+          param_dtype=jnp.float32,
+          kernel_init=common.partitioned(init, ("embed", "heads", "kv")),
+          bias_init=common.partitioned(zeros, ("heads", "kv")), name=name)
+
+    query = projection("query")(inputs_q)   # [batch, q_len, heads, kv]
+    key = projection("key")(inputs_kv)      # [batch, kv_len, heads, kv]
+    value = projection("value")(inputs_kv)  # [batch, kv_len, heads, kv]
+    query = common.constrain(query, common.BATCH_LENGTH_HEADS_KV)
+    key = common.constrain(key, common.BATCH_LENGTH_HEADS_KV)
+    value = common.constrain(value, common.BATCH_LENGTH_HEADS_KV)
+
+    query = query * jnp.asarray(head_dim ** -0.5, self.dtype)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key,
+                        preferred_element_type=jnp.float32)  # [batch, heads, q_len, kv_len]
+    logits = logits.astype(jnp.float32)
+    if bias is not None:
+      logits = logits + bias.astype(jnp.float32)
+    probs = jax.nn.softmax(logits, axis=-1)
+    probs = nn.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
+    out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), value)  # [batch, q_len, heads, kv]
+    out = common.constrain(out, common.BATCH_LENGTH_HEADS_KV)
+    out = nn.DenseGeneral(
+        features=features, axis=(-2, -1), dtype=self.dtype, param_dtype=jnp.float32,
+        kernel_init=common.partitioned(init, ("heads", "kv", "embed")),
+        bias_init=common.partitioned(zeros, ("embed",)), name="out")(out)  # [batch, q_len, embed]
+    return common.constrain(out, common.BATCH_LENGTH_EMBED)

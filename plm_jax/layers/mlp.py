@@ -1,0 +1,35 @@
+"""Position-wise feed-forward block and small dense heads."""
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from plm_jax.layers import common
+
+
+def dense(features: int, axes: Sequence, stddev: float, dtype: Any, name: str) -> nn.Dense:
+  """nn.Dense with a logically-named [in, out] kernel and [out] bias (params float32)."""
+  return nn.Dense(
+      features, dtype=dtype, param_dtype=jnp.float32,
+      kernel_init=common.partitioned(common.kernel_init(stddev), axes),
+      bias_init=common.partitioned(nn.initializers.zeros, (axes[-1],)), name=name)
+
+
+class Mlp(nn.Module):
+  """wi [embed, mlp] -> activation -> wo [mlp, embed]."""
+  intermediate_size: int
+  hidden_act: str = "gelu"
+  initializer_range: float = 0.02
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x [batch, length, embed] -> [batch, length, embed] in `dtype`."""
+    features = x.shape[-1]
+    act = common.activation(self.hidden_act)
+    h = dense(self.intermediate_size, ("embed", "mlp"), self.initializer_range, self.dtype, "wi")(x)
+    h = act(h)  # [batch, length, mlp]
+    h = common.constrain(h, common.BATCH_LENGTH_MLP)
+    out = dense(features, ("mlp", "embed"), self.initializer_range, self.dtype, "wo")(h)
+    return common.constrain(out, common.BATCH_LENGTH_EMBED)  # [batch, length, embed]
