@@ -1,0 +1,87 @@
+"""Trains a SentencePiece model for BERT-style pretraining from a local corpus.
+
+  python -m plm_jax.data.spm_train --input='/data/books/*.txt' --reader=gutenberg \
+      --model_prefix=/tmp/spm_books --vocab_size=8000 --model_type=unigram --lowercase
+
+Documents come from the same readers as the pretraining pipeline and are split
+into sentences (one training sentence per line). Ids: [PAD]=0 (seqio's pad
+id), <unk>=1, then the user-defined symbols [CLS] [SEP] [MASK]; no BOS/EOS.
+With --lowercase the model's normalizer case-folds (nmt_nfkc_cf), so encoding
+lower-cases inside the tf.data graph as well. Then point the config at it:
+  --config.data.vocab.type=sentencepiece --config.data.vocab.path=<prefix>.model
+"""
+from __future__ import annotations
+
+import argparse
+import io
+from typing import Iterator, Optional, Sequence
+
+import seqio
+import sentencepiece as spm
+
+from plm_jax.data import corpora
+from plm_jax.data import sentences as sentences_lib
+
+USER_SYMBOLS = ("[CLS]", "[SEP]", "[MASK]")
+
+
+def _training_sentences(paths: str, reader: str, doc_separator: str,
+                        max_sentences: int) -> Iterator[str]:
+  n = 0
+  for doc in corpora.iter_documents(paths, reader, doc_separator=doc_separator,
+                                    config_key="--input"):
+    for line in doc.split("\n"):
+      for s in sentences_lib.split_sentences(line):
+        yield s
+        n += 1
+        if max_sentences and n >= max_sentences:
+          return
+
+
+def train(input_globs: str, model_prefix: str, vocab_size: int, *, reader: str = "plain",
+          model_type: str = "unigram", lowercase: bool = True,
+          doc_separator: str = "blank_line", max_sentences: int = 2_000_000,
+          character_coverage: float = 0.9995, num_threads: int = 1,
+          seed_sentencepiece_size: int = 200_000) -> seqio.SentencePieceVocabulary:
+  """Trains `<model_prefix>.model`; returns it as a seqio vocabulary."""
+  if model_type not in ("unigram", "bpe"):
+    raise ValueError(f"--model_type: expected unigram or bpe, got {model_type!r}")
+  model = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=_training_sentences(input_globs, reader, doc_separator, max_sentences),
+      model_writer=model, vocab_size=vocab_size, model_type=model_type,
+      pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, pad_piece="[PAD]", unk_piece="[UNK]",
+      user_defined_symbols=list(USER_SYMBOLS),
+      normalization_rule_name="nmt_nfkc_cf" if lowercase else "nmt_nfkc",
+      character_coverage=character_coverage, num_threads=num_threads,
+      seed_sentencepiece_size=seed_sentencepiece_size,
+      hard_vocab_limit=False, minloglevel=2)
+  path = model_prefix + ".model"
+  with open(path, "wb") as f:
+    f.write(model.getvalue())
+  return seqio.SentencePieceVocabulary(path)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> seqio.SentencePieceVocabulary:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--input", required=True, help="comma-separated file globs")
+  p.add_argument("--reader", default="plain", choices=sorted(corpora.READERS))
+  p.add_argument("--doc_separator", default="blank_line", choices=["blank_line", "line"])
+  p.add_argument("--model_prefix", required=True, help="writes <prefix>.model")
+  p.add_argument("--vocab_size", type=int, default=8000)
+  p.add_argument("--model_type", default="unigram", choices=["unigram", "bpe"])
+  p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+  p.add_argument("--max_sentences", type=int, default=2_000_000,
+                 help="train on at most this many sentences (0: all)")
+  p.add_argument("--num_threads", type=int, default=1)
+  args = p.parse_args(argv)
+  vocab = train(args.input, args.model_prefix, args.vocab_size, reader=args.reader,
+                model_type=args.model_type, lowercase=args.lowercase,
+                doc_separator=args.doc_separator, max_sentences=args.max_sentences,
+                num_threads=args.num_threads)
+  print(f"wrote {args.model_prefix}.model ({vocab.vocab_size} pieces)")
+  return vocab
+
+
+if __name__ == "__main__":
+  main()
