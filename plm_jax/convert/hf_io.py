@@ -1,0 +1,70 @@
+"""Reading and writing Hugging Face checkpoint directories (config.json + weights)."""
+import json
+import os
+from typing import Dict, Mapping
+
+import numpy as np
+
+SAFETENSORS = "model.safetensors"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+TORCH_BIN = "pytorch_model.bin"
+TORCH_BIN_INDEX = "pytorch_model.bin.index.json"
+
+
+def read_config(hf_dir: str) -> Dict:
+  path = os.path.join(hf_dir, "config.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{hf_dir}: no config.json (not a Hugging Face model directory)")
+  with open(path) as f:
+    return json.load(f)
+
+
+def _read_safetensors(path: str) -> Dict[str, np.ndarray]:
+  from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+  try:
+    return load_file(path)
+  except (TypeError, ValueError):
+    # bfloat16 tensors have no numpy dtype: go through torch.
+    from safetensors.torch import load_file as load_torch  # pylint: disable=import-outside-toplevel
+    return {k: v.float().numpy() for k, v in load_torch(path).items()}
+
+
+def _read_torch_bin(path: str) -> Dict[str, np.ndarray]:
+  import torch  # pylint: disable=import-outside-toplevel
+  state = torch.load(path, weights_only=True, map_location="cpu")
+  out = {}
+  for k, v in state.items():
+    if v.is_floating_point() and v.dtype != torch.float32:
+      v = v.float()
+    out[k] = v.numpy()
+  return out
+
+
+def _shards(hf_dir: str, index_name: str):
+  with open(os.path.join(hf_dir, index_name)) as f:
+    return sorted(set(json.load(f)["weight_map"].values()))
+
+
+def read_weights(hf_dir: str) -> Dict[str, np.ndarray]:
+  """All tensors of a checkpoint directory: safetensors preferred, else pytorch_model.bin."""
+  if os.path.isfile(os.path.join(hf_dir, SAFETENSORS)):
+    return _read_safetensors(os.path.join(hf_dir, SAFETENSORS))
+  for index, reader in ((SAFETENSORS_INDEX, _read_safetensors), (TORCH_BIN_INDEX, _read_torch_bin)):
+    if os.path.isfile(os.path.join(hf_dir, index)):
+      out = {}
+      for shard in _shards(hf_dir, index):
+        out.update(reader(os.path.join(hf_dir, shard)))
+      return out
+  if os.path.isfile(os.path.join(hf_dir, TORCH_BIN)):
+    return _read_torch_bin(os.path.join(hf_dir, TORCH_BIN))
+  raise FileNotFoundError(f"{hf_dir}: no {SAFETENSORS} or {TORCH_BIN} found")
+
+
+def write_checkpoint(hf_dir: str, config: Mapping, tensors: Mapping[str, np.ndarray]) -> None:
+  """Writes config.json and model.safetensors (float32, contiguous) into hf_dir."""
+  from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
+  os.makedirs(hf_dir, exist_ok=True)
+  with open(os.path.join(hf_dir, "config.json"), "w") as f:
+    json.dump(dict(config), f, indent=2, sort_keys=True)
+  arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}
+  save_file(arrays, os.path.join(hf_dir, SAFETENSORS), metadata={"format": "pt"})

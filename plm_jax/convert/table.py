@@ -1,0 +1,221 @@
+"""Declarative name tables for weight conversion, and the engine that applies them.
+
+A `Rule` pairs a Hugging Face tensor name template with a flax param path
+template and a `Transform` (a pair of small functions, one per direction).
+Templates may contain '{layer}', which matches a layer index on both sides.
+Rule kinds:
+  param   the tensor is this flax param (after transform.to_flax)
+  tied    the tensor duplicates another flax param (e.g. a tied decoder): on
+          import it must equal that param (or fills it when it is absent);
+          it is not written on export
+  ignore  a non-parameter buffer (position_ids ...): skipped on import, never written
+The engine fails loudly: every HF tensor must match a rule, and every
+expected flax param must be filled with the right shape.
+"""
+import dataclasses
+import re
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+FlatParams = Dict[str, np.ndarray]  # '/'-joined flax path -> array
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+  """to_flax(hf_array, ctx) and to_hf(flax_array, ctx); ctx holds sizes (e.g. num_heads)."""
+  name: str
+  to_flax: Callable[[np.ndarray, Mapping], np.ndarray]
+  to_hf: Callable[[np.ndarray, Mapping], np.ndarray]
+
+
+IDENTITY = Transform("identity", lambda x, c: x, lambda x, c: x)
+# torch Linear weight [out, in] <-> flax Dense kernel [in, out].
+TRANSPOSE = Transform("transpose", lambda x, c: x.T, lambda x, c: x.T)
+# [heads*head_dim, embed] (torch) <-> [embed, heads, head_dim] (flax q/k/v kernel).
+HEADS_IN_KERNEL = Transform(
+    "heads_in_kernel",
+    lambda x, c: x.T.reshape(x.shape[1], c["num_heads"], -1),
+    lambda x, c: x.reshape(x.shape[0], -1).T)
+# [heads*head_dim] <-> [heads, head_dim] (flax q/k/v bias).
+HEADS_BIAS = Transform(
+    "heads_bias",
+    lambda x, c: x.reshape(c["num_heads"], -1),
+    lambda x, c: x.reshape(-1))
+# [embed, heads*head_dim] (torch output dense) <-> [heads, head_dim, embed] (flax out kernel).
+HEADS_OUT_KERNEL = Transform(
+    "heads_out_kernel",
+    lambda x, c: x.T.reshape(c["num_heads"], -1, x.shape[0]),
+    lambda x, c: x.reshape(-1, x.shape[-1]).T)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  hf: str
+  flax: Optional[str] = None
+  transform: Transform = IDENTITY
+  kind: str = "param"  # param | tied | ignore
+
+  def __post_init__(self):
+    if self.kind not in ("param", "tied", "ignore"):
+      raise ValueError(f"Rule {self.hf}: unknown kind {self.kind!r}")
+    if (self.flax is None) != (self.kind == "ignore"):
+      raise ValueError(f"Rule {self.hf}: kind {self.kind!r} and flax path {self.flax!r} disagree")
+
+
+def _match(template: str, name: str) -> Optional[Dict[str, str]]:
+  """Groups of `name` against `template` ('{layer}' = digits), or None."""
+  parts = template.split("{layer}")
+  m = re.fullmatch(r"(?P<layer>\d+)".join(re.escape(p) for p in parts), name)
+  return m.groupdict() if m else None
+
+
+def _fill(template: str, groups: Mapping[str, str]) -> str:
+  return template.format(**groups)
+
+
+def find_rule(rules: Sequence[Rule], name: str, side: str,
+              kinds: Sequence[str] = ("param", "tied", "ignore")
+              ) -> Optional[Tuple[Rule, Dict[str, str]]]:
+  """The first rule of `kinds` whose `side` ('hf' or 'flax') template matches `name`."""
+  for rule in rules:
+    template = getattr(rule, side)
+    if template is None or rule.kind not in kinds:
+      continue
+    groups = _match(template, name)
+    if groups is not None:
+      return rule, groups
+  return None
+
+
+class ConversionError(ValueError):
+  """A checkpoint that does not fit the table (unmapped, missing, wrong shape, untied)."""
+
+
+def _listing(names: Iterable[str], limit: int = 20) -> str:
+  names = sorted(names)
+  more = f" ... (+{len(names) - limit} more)" if len(names) > limit else ""
+  return ", ".join(names[:limit]) + more
+
+
+def hf_to_flax(tensors: Mapping[str, np.ndarray], rules: Sequence[Rule],
+               expected: Mapping[str, Tuple[int, ...]], ctx: Mapping,
+               source: str = "checkpoint", optional: Iterable[str] = ()) -> FlatParams:
+  """Applies `rules` to HF `tensors`; returns the params in `expected` (path -> shape).
+
+  Every expected path must be filled, except those in `optional` (the caller fills them).
+  """
+  out: FlatParams = {}
+  unmapped, tied = [], []
+  for name in sorted(tensors):
+    found = find_rule(rules, name, "hf")
+    if found is None:
+      unmapped.append(name)
+      continue
+    rule, groups = found
+    if rule.kind == "ignore":
+      continue
+    path = _fill(rule.flax, groups)
+    value = np.asarray(rule.transform.to_flax(np.asarray(tensors[name]), ctx))
+    if rule.kind == "tied":
+      tied.append((name, path, value))
+      continue
+    if path in out:
+      raise ConversionError(f"{source}: two tensors map to flax param {path} (second: {name})")
+    out[path] = value
+  for name, path, value in tied:
+    if path not in out:
+      out[path] = value
+    elif out[path].shape != value.shape or not np.array_equal(out[path], value):
+      raise ConversionError(
+          f"{source}: tensor {name} should be tied to (equal) flax param {path} but differs; "
+          "untied weights cannot be represented by this model")
+  problems = []
+  if unmapped:
+    problems.append(f"HF tensors not mapped by any rule: {_listing(unmapped)}")
+  unexpected = sorted(set(out) - set(expected))
+  if unexpected:
+    problems.append(f"tensors map to params this model does not have: {_listing(unexpected)}")
+  missing = sorted(set(expected) - set(out) - set(optional))
+  if missing:
+    problems.append(f"flax params not filled by the checkpoint: {_listing(missing)}")
+  bad = [f"{p} {out[p].shape} != expected {tuple(expected[p])}" for p in sorted(set(out) & set(expected))
+         if tuple(out[p].shape) != tuple(expected[p])]
+  if bad:
+    problems.append(f"shape mismatches: {_listing(bad)}")
+  if problems:
+    raise ConversionError(f"{source}: " + "; ".join(problems))
+  return out
+
+
+def flax_to_hf(params: FlatParams, rules: Sequence[Rule], ctx: Mapping) -> Dict[str, np.ndarray]:
+  """Inverse direction: every flax param must match a 'param' rule; tied/ignored are not written."""
+  out, unmapped = {}, []
+  for path in sorted(params):
+    found = find_rule(rules, path, "flax", kinds=("param",))
+    if found is None:
+      unmapped.append(path)
+      continue
+    rule, groups = found
+    out[_fill(rule.hf, groups)] = np.ascontiguousarray(rule.transform.to_hf(np.asarray(params[path]), ctx))
+  if unmapped:
+    raise ConversionError(f"flax params with no export rule: {_listing(unmapped)}")
+  return out
+
+
+# ---- nested <-> flat params, scanned layer stacks -------------------------------------
+
+def flatten(tree: Mapping, prefix: str = "") -> FlatParams:
+  """{'a': {'b': x}} -> {'a/b': x}."""
+  flat = {}
+  for k, v in tree.items():
+    path = f"{prefix}/{k}" if prefix else str(k)
+    if isinstance(v, Mapping):
+      flat.update(flatten(v, path))
+    else:
+      flat[path] = v
+  return flat
+
+
+def unflatten(flat: Mapping[str, np.ndarray]) -> Dict:
+  tree: Dict = {}
+  for path, v in flat.items():
+    node = tree
+    *parents, leaf = path.split("/")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = v
+  return tree
+
+
+def unstack_layers(flat: Mapping[str, np.ndarray], stack: str, num_layers: int) -> FlatParams:
+  """'{stack}/layers/x' [n, ...] -> '{stack}/layers_{i}/x' (scan_layers -> unrolled)."""
+  out = {}
+  prefix = f"{stack}/layers/"
+  for path, v in flat.items():
+    if path.startswith(prefix):
+      if v.shape[0] != num_layers:
+        raise ConversionError(f"{path}: leading axis {v.shape[0]} != num_layers {num_layers}")
+      for i in range(num_layers):
+        out[f"{stack}/layers_{i}/{path[len(prefix):]}"] = np.asarray(v[i])
+    else:
+      out[path] = v
+  return out
+
+
+def stack_layers(flat: Mapping[str, np.ndarray], stack: str, num_layers: int) -> FlatParams:
+  """'{stack}/layers_{i}/x' -> '{stack}/layers/x' [n, ...] (unrolled -> scan_layers)."""
+  pattern = re.compile(re.escape(stack) + r"/layers_(\d+)/(.*)$")
+  groups: Dict[str, List] = {}
+  out = {}
+  for path, v in flat.items():
+    m = pattern.match(path)
+    if m:
+      groups.setdefault(m.group(2), [None] * num_layers)[int(m.group(1))] = v
+    else:
+      out[path] = v
+  for rest, values in groups.items():
+    if any(v is None for v in values):
+      raise ConversionError(f"{stack}/layers_*/{rest}: some of {num_layers} layers are missing")
+    out[f"{stack}/layers/{rest}"] = np.stack([np.asarray(v) for v in values])
+  return out
