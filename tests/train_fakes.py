@@ -82,3 +82,58 @@ def fake_config(**train) -> ml_collections.ConfigDict:
       rules=(("activation_batch", ("data", "fsdp")), ("embed", "fsdp"), ("vocab", "tensor"),
              ("mlp", "tensor"))))
   return c
+
+
+# ---- tiny BERT on synthetic batches (no data pipeline needed) -------------------------
+
+from plm_jax.objectives.bert_pretrain import BertMlmNsp  # noqa: E402
+from plm_jax.train.config import reference_config  # noqa: E402
+
+BERT_VOCAB = 96
+
+
+class FixedVocabBert(BertMlmNsp):
+  """BertMlmNsp with a fixed vocabulary size instead of the data pipeline's."""
+
+  def vocab_size(self):
+    return BERT_VOCAB
+
+
+def tiny_bert_config(**train) -> ml_collections.ConfigDict:
+  """configs/bert.py:tiny shrunk to test size: hidden 32, 2 layers, seq 32, batch 8."""
+  c = reference_config("bert")
+  c.model.update(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                 max_position_embeddings=32, hidden_dropout_rate=0.0,
+                 attention_dropout_rate=0.0)
+  c.data.seq_length = 32
+  c.mlm.max_predictions = 5
+  c.train.update(dict(batch_size=8, num_steps=5, log_every=1, eval_every=0, eval_steps=0,
+                      checkpoint_every=0, grad_accum_steps=1))
+  c.train.update(train)
+  c.optimizer.update(learning_rate=1e-3, warmup_steps=1)
+  return c
+
+
+def bert_batches(num: int, batch_size: int = 8, length: int = 32, preds: int = 5,
+                 seed: int = 0):
+  """Random but well-formed MLM+NSP batches (numpy), with varying padding."""
+  rs = np.random.RandomState(seed)
+  out = []
+  for _ in range(num):
+    lengths = rs.randint(length // 2, length + 1, size=batch_size)
+    mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int32)
+    ids = rs.randint(5, BERT_VOCAB, size=(batch_size, length)).astype(np.int32) * mask
+    types = ((np.arange(length)[None, :] >= (lengths[:, None] // 2)) * mask).astype(np.int32)
+    positions = np.stack([np.sort(rs.choice(np.arange(1, l), preds, replace=False))
+                          for l in lengths]).astype(np.int32)
+    num_real = rs.randint(1, preds + 1, size=batch_size)
+    weights = (np.arange(preds)[None, :] < num_real[:, None]).astype(np.float32)
+    out.append({
+        "input_ids": ids, "token_type_ids": types, "attention_mask": mask,
+        "masked_lm_positions": positions * weights.astype(np.int32),
+        "masked_lm_ids": rs.randint(5, BERT_VOCAB, size=(batch_size, preds)).astype(np.int32)
+                         * weights.astype(np.int32),
+        "masked_lm_weights": weights,
+        "next_sentence_label": rs.randint(0, 2, size=batch_size).astype(np.int32),
+    })
+  return out

@@ -11,6 +11,7 @@ Exports (read by plm_jax.convert's loader):
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -57,14 +58,15 @@ def build_setup(config: ml_collections.ConfigDict,
   rules = sharding_lib.axis_rules(config)
   tx = optimizers.make_optimizer(config)
 
+  # Init runs without logical rules: the parameters' layout comes from
+  # out_shardings, and activation constraints are pointless while initialising
+  # (flax's DenseGeneral even applies 3-D names to its flattened 2-D kernel there).
   def init_state(rng):
-    with nn.logical_axis_rules(rules):
-      params = nn.meta.unbox(objective.init_params(rng))
+    params = nn.meta.unbox(objective.init_params(rng))
     return TrainState.create(params, tx)
 
   rng = jax.random.PRNGKey(0)
-  with nn.logical_axis_rules(rules):
-    boxed = jax.eval_shape(objective.init_params, rng)
+  boxed = jax.eval_shape(objective.init_params, rng)
   param_sh = sharding_lib.logical_shardings(boxed, mesh, rules)
   abstract = jax.eval_shape(init_state, rng)
   state_sh = TrainState(
@@ -153,8 +155,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   batch_sh = sharding_lib.batch_sharding(mesh)
   lr_schedule = optimizers.learning_rate_schedule(config)
 
+  with mesh_context(config, mesh):
+    return _run(config, workdir, setup, per_host, spec, batch_sh, lr_schedule)
+
+
+def mesh_context(config: ml_collections.ConfigDict, mesh):
+  """The global mesh while tracing, so the model's logical activation constraints
+  take effect (config.mesh.activation_constraints); otherwise only parameters and
+  batches carry shardings and XLA propagates the rest."""
+  if config.mesh.get("activation_constraints", True):
+    return jax.set_mesh(mesh)
+  return contextlib.nullcontext()
+
+
+def _run(config, workdir, setup: ShardedSetup, per_host, spec, batch_sh, lr_schedule):
+  t = config.train
+  objective, mesh = setup.objective, setup.mesh
   ckpt = checkpointing.Checkpointer(workdir, t.keep_checkpoints)
-  restored = ckpt.restore_latest(setup.abstract_state)
+  try:
+    restored = ckpt.restore_latest(setup.abstract_state)
+  except Exception:
+    ckpt.close()
+    raise
   if restored is None:
     state = setup.init_fn(jax.random.PRNGKey(config.seed))
     batches_consumed = 0
@@ -202,38 +224,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   last_saved = start if restored is not None else None
   reporter.start(start)
   try:
-    with jax.set_mesh(mesh):
-      for step in range(start, t.num_steps):
-        local = next(train_it)
-        if step == start:
-          check_batch(local, spec, per_host, "train")
-        state, metrics = train_fn(state, global_batch(local, spec, batch_sh), base_rng)
-        batches_consumed += 1
-        window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
-        done = step + 1
-        is_log = done % t.log_every == 0 or done == t.num_steps
-        is_ckpt = (t.checkpoint_every > 0 and done % t.checkpoint_every == 0) or done == t.num_steps
-        if is_log or is_ckpt:
-          train_metrics = step_lib.metrics_to_host(window)
-          if not all(math.isfinite(v) for v in train_metrics.values()):
-            raise NonFiniteLossError(
-                f"step {done}: loss is NaN/Inf ({reporting.format_metrics(train_metrics)}); "
-                f"stopping without saving (the last good checkpoint in {ckpt.directory} is kept)")
-        if is_log:
-          reporter.train(done, train_metrics, float(lr_schedule(done - 1)))
-          window = None
-        if t.eval_every > 0 and done % t.eval_every == 0 and eval_ds is not None:
-          eval_metrics = run_eval(done)
-        if is_ckpt:
-          save(done)
-          last_saved = done
-      if last_saved != int(jax.device_get(state.step)):
-        save(int(jax.device_get(state.step)))
-      ckpt.wait()
-      final_step = int(jax.device_get(state.step))
-      if eval_ds is not None and t.eval_steps > 0 and (
-          t.eval_every <= 0 or final_step % t.eval_every or not eval_metrics):
-        eval_metrics = run_eval(final_step)
+    for step in range(start, t.num_steps):
+      local = next(train_it)
+      if step == start:
+        check_batch(local, spec, per_host, "train")
+      state, metrics = train_fn(state, global_batch(local, spec, batch_sh), base_rng)
+      batches_consumed += 1
+      window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
+      done = step + 1
+      is_log = done % t.log_every == 0 or done == t.num_steps
+      is_ckpt = (t.checkpoint_every > 0 and done % t.checkpoint_every == 0) or done == t.num_steps
+      if is_log or is_ckpt:
+        train_metrics = step_lib.metrics_to_host(window)
+        if not all(math.isfinite(v) for v in train_metrics.values()):
+          raise NonFiniteLossError(
+              f"step {done}: loss is NaN/Inf ({reporting.format_metrics(train_metrics)}); "
+              f"stopping without saving (the last good checkpoint in {ckpt.directory} is kept)")
+      if is_log:
+        reporter.train(done, train_metrics, float(lr_schedule(done - 1)))
+        window = None
+      if t.eval_every > 0 and done % t.eval_every == 0 and eval_ds is not None:
+        eval_metrics = run_eval(done)
+      if is_ckpt:
+        save(done)
+        last_saved = done
+    if last_saved != int(jax.device_get(state.step)):
+      save(int(jax.device_get(state.step)))
+    ckpt.wait()
+    final_step = int(jax.device_get(state.step))
+    if eval_ds is not None and t.eval_steps > 0 and (
+        t.eval_every <= 0 or final_step % t.eval_every or not eval_metrics):
+      eval_metrics = run_eval(final_step)
   finally:
     ckpt.close()
     reporter.close()

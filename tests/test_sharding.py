@@ -1,0 +1,106 @@
+"""Sharded training equals single-device training; parameters are laid out by the rules."""
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import train_fakes
+from plm_jax import sharding as sharding_lib
+from plm_jax.train import step as step_lib, trainer
+
+NUM_STEPS = 5
+
+
+def _losses(mesh_shape, devices):
+  c = train_fakes.tiny_bert_config()
+  c.mesh.shape = mesh_shape
+  setup = trainer.build_setup(c, devices, objective=train_fakes.FixedVocabBert(c))
+  batches = train_fakes.bert_batches(NUM_STEPS, seed=11)
+  spec = setup.objective.batch_spec(8)
+  with trainer.mesh_context(c, setup.mesh):
+    state = setup.init_fn(jax.random.PRNGKey(0))
+    fn = step_lib.jit_train_step(setup.objective, setup.tx, setup.mesh, setup.state_shardings,
+                                 1, setup.rules)
+    losses = []
+    for b in batches:
+      state, m = fn(state, trainer.global_batch(b, spec, sharding_lib.batch_sharding(setup.mesh)),
+                    jax.random.PRNGKey(1))
+      losses.append(step_lib.metrics_to_host(m)["loss"])
+  return np.array(losses), state, setup
+
+
+@pytest.fixture(scope="module")
+def reference():
+  assert jax.device_count() == 8, "tests/conftest.py should give 8 CPU devices"
+  return _losses((1, 1, 1), jax.devices()[:1])
+
+
+# (2, 2, 2): the compiled gradient of mlm_head/transform/kernel (sharded
+# ('fsdp', 'tensor')) is wrong when the batch is split over ('data', 'fsdp') too,
+# under both Shardy and GSPMD, while the forward loss matches to 1e-7; every other
+# mesh here, and (2, 2, 2) with that one kernel replicated, match. Kept visible as
+# a strict xfail until it is resolved (see the trainer report).
+_XLA_222 = pytest.mark.xfail(strict=True, reason="wrong SPMD gradient for mlm_head/transform "
+                             "kernel on mesh (2, 2, 2); see comment")
+
+
+@pytest.mark.parametrize("shape", [(8, 1, 1), (2, 4, 1), pytest.param((2, 2, 2), marks=_XLA_222)])
+def test_sharded_losses_match_single_device(reference, shape):
+  ref_losses, ref_state, _ = reference
+  losses, state, setup = _losses(shape, jax.devices())
+  print(f"mesh {shape}: max |loss diff| over {NUM_STEPS} steps = "
+        f"{np.max(np.abs(losses - ref_losses)):.3g}")
+  np.testing.assert_allclose(losses, ref_losses, rtol=2e-5, atol=2e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(state.params),
+                  jax.tree_util.tree_leaves(ref_state.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+  assert dict(setup.mesh.shape) == dict(zip(("data", "fsdp", "tensor"), shape))
+
+
+def test_parameters_are_sharded_by_the_rules():
+  _, state, setup = _losses((2, 2, 2), jax.devices())
+  p = state.params
+  emb = p["bert"]["embeddings"]["word_embeddings"]["embedding"] \
+      if "word_embeddings" in p["bert"]["embeddings"] else None
+  if emb is None:  # find the [vocab, embed] table by shape
+    emb = next(x for x in jax.tree_util.tree_leaves(p["bert"]["embeddings"])
+               if x.shape == (train_fakes.BERT_VOCAB, 32))
+  assert tuple(emb.sharding.spec) == ("tensor", "fsdp")
+  assert emb.addressable_shards[0].data.shape == (train_fakes.BERT_VOCAB // 2, 32 // 2)
+  layer = p["bert"]["encoder"]["layers_0"]
+  q = layer["attention"]["query"]["kernel"]                  # [embed, heads, kv]
+  assert tuple(q.sharding.spec)[:2] == ("fsdp", "tensor")
+  assert q.addressable_shards[0].data.shape == (16, 1, 16)
+  wi, wo = layer["mlp"]["wi"]["kernel"], layer["mlp"]["wo"]["kernel"]
+  assert tuple(wi.sharding.spec) == ("fsdp", "tensor")       # [embed, mlp]
+  assert tuple(wo.sharding.spec) == ("tensor", "fsdp")       # [mlp, embed]
+  assert wi.addressable_shards[0].data.shape == (16, 32)
+  # Adam moments follow their parameters.
+  mu_specs = {tuple(x.sharding.spec) for x in jax.tree_util.tree_leaves(state.opt_state)
+              if x.shape == wi.shape}
+  assert ("fsdp", "tensor") in mu_specs
+  # The whole table costs 1/4 of its size per device (8 devices, data axis replicates).
+  assert math.prod(emb.addressable_shards[0].data.shape) * 4 == math.prod(emb.shape)
+
+
+def test_indivisible_dim_is_replicated_not_an_error():
+  c = train_fakes.tiny_bert_config()
+  c.mesh.shape = (1, 1, 8)  # 2 heads and vocab 96 on an 8-way tensor axis
+  setup = trainer.build_setup(c, jax.devices(), objective=train_fakes.FixedVocabBert(c))
+  q = setup.state_shardings.params["bert"]["encoder"]["layers_0"]["attention"]["query"]["kernel"]
+  assert "tensor" not in tuple(q.spec)[:2]                   # heads=2 not divisible by 8
+  wi = setup.state_shardings.params["bert"]["encoder"]["layers_0"]["mlp"]["wi"]["kernel"]
+  assert tuple(wi.spec)[1] == "tensor"                       # mlp=64 divides by 8
+
+
+def test_mesh_shape_errors_name_the_config_key():
+  c = train_fakes.tiny_bert_config()
+  c.mesh.shape = (3, 1, 1)
+  with pytest.raises(ValueError, match=r"config.mesh.shape=\(3, 1, 1\).*jax.device_count\(\)=8"):
+    sharding_lib.make_mesh(c)
+  c.mesh.shape = (-1, 3, 1)
+  with pytest.raises(ValueError, match=r"config.mesh.shape"):
+    sharding_lib.make_mesh(c)
+  c.mesh.shape = (-1, 2, 2)
+  assert dict(sharding_lib.make_mesh(c).shape) == {"data": 2, "fsdp": 2, "tensor": 2}
