@@ -108,3 +108,17 @@ def test_sentence_splitter_python_and_tf_agree():
                 "Yes. e.g. this stays.", "3 apples were eaten."]
   tf_out = [s.decode() for s in sentences.split_sentences_tf(tf.constant(text)).numpy()]
   assert tf_out == py
+
+
+def test_reader_prefix_mixes_formats_in_one_corpus(tmp_path):
+  book = tmp_path / "book.txt"
+  book.write_text("*** START OF THIS PROJECT GUTENBERG EBOOK X ***\nIt was a dark night.\n\n"
+                  "*** END OF THIS PROJECT GUTENBERG EBOOK X ***\nLicence text here.\n")
+  wiki = tmp_path / "wiki_00"
+  wiki.write_text('<doc id="1" url="u" title="T">\nT\n\nAn article line.\n</doc>\n')
+  docs = list(corpora.iter_documents(f"gutenberg={book},wikiextractor={wiki}", "plain"))
+  assert len(docs) == 2
+  assert "dark night" in docs[0] and "Licence" not in docs[0] and "START" not in docs[0]
+  assert "An article line." in docs[1] and "<doc" not in docs[1]
+  with pytest.raises(ValueError, match="matches no file"):
+    list(corpora.iter_documents(f"gutenberg={tmp_path}/nothing*.txt", "plain"))

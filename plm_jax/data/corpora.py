@@ -21,7 +21,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from typing import Callable, Dict, Iterable, Iterator, List
+from typing import Callable, Dict, Iterable, Iterator, List, Tuple
 
 from plm_jax.data import sentences as sentences_lib
 
@@ -249,22 +249,49 @@ def get_reader(name: str) -> Callable[..., Iterator[str]]:
   return READERS[name]
 
 
+def reader_globs(paths: str, default_reader: str) -> List[Tuple[str, str]]:
+  """'gutenberg=books/*.txt,wiki/*' -> [('gutenberg', 'books/*.txt'), (default, 'wiki/*')].
+
+  A glob may name its own reader with a `reader=` prefix, so one corpus can mix
+  formats (books + Wikipedia); the others use `default_reader`.
+  """
+  out = []
+  for pattern in (p.strip() for p in (paths or "").split(",")):
+    if not pattern:
+      continue
+    name, sep, rest = pattern.partition("=")
+    if sep and name in READERS:
+      out.append((name, rest.strip()))
+    else:
+      out.append((default_reader, pattern))
+  return out
+
+
 def iter_documents(paths: str, reader: str = "plain", *, doc_separator: str = "blank_line",
                    max_sentences_per_doc: int = 256,
                    config_key: str = PATHS_KEY) -> Iterator[str]:
   """All documents of the files matched by `paths`, in sorted file order.
 
-  Raises ValueError (naming `config_key` and the glob) when a glob matches no
-  file or when the files hold no document at all.
+  `paths` is comma-separated globs, each optionally prefixed `reader=` (see
+  reader_globs). Raises ValueError (naming `config_key` and the glob) when a
+  glob matches no file or when the files hold no document at all.
   """
-  read = get_reader(reader)
-  files = expand_globs(paths, config_key)
+  get_reader(reader)
+  pairs = reader_globs(paths, reader)
+  if not pairs:
+    expand_globs(paths, config_key)   # raises the "is empty" error
+  plan = [(get_reader(name), expand_globs(pattern, config_key)) for name, pattern in pairs]
   count = 0
-  for path in files:
-    for doc in read(read_text(path), doc_separator=doc_separator,
-                    max_sentences_per_doc=max_sentences_per_doc):
-      count += 1
-      yield doc
+  seen = set()
+  for read, files in plan:
+    for path in files:
+      if path in seen:
+        continue
+      seen.add(path)
+      for doc in read(read_text(path), doc_separator=doc_separator,
+                      max_sentences_per_doc=max_sentences_per_doc):
+        count += 1
+        yield doc
   if count == 0:
     raise ValueError(f"{config_key}: {paths!r} holds no document (reader {reader!r})")
 
