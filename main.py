@@ -14,6 +14,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -56,6 +57,8 @@ _DISTRIBUTED = flags.DEFINE_bool(
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; use --config.<key>=<value> overrides")
+  if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO; -v 0 shows it
+    logging.set_verbosity(logging.WARNING)
   import logging as py_logging  # pylint: disable=import-outside-toplevel
   py_logging.getLogger("jax._src.xla_bridge").setLevel(py_logging.WARNING)
   import jax  # pylint: disable=import-outside-toplevel
