@@ -57,7 +57,7 @@ def test_nan_loss_stops_and_keeps_the_good_checkpoint(tmp_path):
   _run(workdir, num_steps=4, checkpoint_every=2)
   good = _saved_params(workdir, 4)
   c = train_fakes.fake_config(num_steps=12, checkpoint_every=2, log_every=1)
-  c.optimizer.update(learning_rate=1e30, grad_clip_norm=0.0, warmup_steps=0, decay="constant")
+  c.optimizer.learning_rate = 1e30
   with pytest.raises(trainer.NonFiniteLossError, match="NaN/Inf"):
     trainer.train_and_evaluate(c, workdir, devices=jax.devices()[:2])
   steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")))
@@ -76,6 +76,16 @@ def test_shape_check_names_param_and_both_shapes():
                      match=r"params/dense/kernel has shape \(32, 64\) in the checkpoint but "
                            r"\(48, 64\) in the config"):
     checkpointing.check_shapes(saved, target, "ckpt/2")
+
+
+def test_changed_optimizer_structure_is_a_config_error_not_corruption(tmp_path):
+  workdir = str(tmp_path)
+  _run(workdir, num_steps=2, checkpoint_every=2)
+  c = train_fakes.fake_config(num_steps=4)
+  c.optimizer.grad_clip_norm = 0.0  # drops the clipping state from the optimizer
+  with pytest.raises(checkpointing.CheckpointError, match="config.optimizer"):
+    trainer.train_and_evaluate(c, workdir, devices=jax.devices()[:2])
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]  # nothing moved
 
 
 def test_resume_continues_the_data_stream(tmp_path):

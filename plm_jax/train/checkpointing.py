@@ -48,24 +48,32 @@ def _flat_shapes(tree: Any) -> Dict[str, Tuple[int, ...]]:
 
 
 def check_shapes(saved: Any, target: Any, where: str) -> None:
-  """Raises CheckpointError when a parameter is missing or its shape differs."""
+  """Raises CheckpointError when the saved tree does not fit the config's state.
+
+  Parameters are named with both shapes; other entries (optimizer state) point
+  at config.optimizer, whose choices (clipping, LAMB/AdamW) shape that state.
+  """
   saved_shapes, target_shapes = _flat_shapes(saved), _flat_shapes(target)
+  prefix = f"checkpoint {where} does not match the config:"
   for name, shape in target_shapes.items():
     is_param = name.startswith("params/")
     if name not in saved_shapes:
       if is_param:
-        raise CheckpointError(f"checkpoint {where} does not match the config: parameter "
-                              f"{name} is missing from the checkpoint")
-      continue
+        raise CheckpointError(f"{prefix} parameter {name} is missing from the checkpoint")
+      raise CheckpointError(f"{prefix} train-state entry {name} is missing from the checkpoint "
+                            f"(was config.optimizer changed?)")
     if saved_shapes[name] != shape:
-      kind = "parameter" if is_param else "state entry"
-      raise CheckpointError(f"checkpoint {where} does not match the config: {kind} {name} has "
-                            f"shape {saved_shapes[name]} in the checkpoint but {shape} "
-                            f"in the config")
-  extra = sorted(n for n in saved_shapes if n.startswith("params/") and n not in target_shapes)
+      kind = "parameter" if is_param else "train-state entry"
+      raise CheckpointError(f"{prefix} {kind} {name} has shape {saved_shapes[name]} in the "
+                            f"checkpoint but {shape} in the config")
+  extra = sorted(set(saved_shapes) - set(target_shapes))
+  extra_params = [n for n in extra if n.startswith("params/")]
+  if extra_params:
+    raise CheckpointError(f"{prefix} parameter {extra_params[0]} is in the checkpoint but not "
+                          f"in the model")
   if extra:
-    raise CheckpointError(f"checkpoint {where} does not match the config: parameter "
-                          f"{extra[0]} is in the checkpoint but not in the model")
+    raise CheckpointError(f"{prefix} train-state entry {extra[0]} is in the checkpoint but not "
+                          f"in the config's state (was config.optimizer changed?)")
 
 
 class Checkpointer:
