@@ -12,6 +12,8 @@ prints one line `error: <message>` to stderr and exits with status 2.
 import os
 import sys
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -83,7 +85,6 @@ def _parse_flags(argv):
 
 
 def _run():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   app.run(main, flags_parser=_parse_flags)
 
 

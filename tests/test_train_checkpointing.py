@@ -94,6 +94,8 @@ def test_resume_continues_the_data_stream(tmp_path):
   _run(a, num_steps=3, checkpoint_every=3)
   _run(a, num_steps=6, checkpoint_every=3)
   _run(b, num_steps=6, checkpoint_every=3)
+  assert glob.glob(os.path.join(a, "tensorboard", "events.out.tfevents.*"))
+  assert os.path.isdir(os.path.join(a, "export", "params"))
   pa, pb = _saved_params(a, 6), _saved_params(b, 6)
   for x, y in zip(jax.tree_util.tree_leaves(pa), jax.tree_util.tree_leaves(pb)):
     assert np.array_equal(x, y)

@@ -150,4 +150,7 @@ class Checkpointer:
         suffix += 1
         dst = os.path.join(dst_root, f"{step}.{suffix}")
       shutil.move(src, dst)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+      multihost_utils.sync_global_devices(f"plm_jax_quarantine_{step}")
     self.manager.reload()
