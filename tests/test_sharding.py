@@ -104,3 +104,28 @@ def test_mesh_shape_errors_name_the_config_key():
     sharding_lib.make_mesh(c)
   c.mesh.shape = (-1, 2, 2)
   assert dict(sharding_lib.make_mesh(c).shape) == {"data": 2, "fsdp": 2, "tensor": 2}
+
+
+@pytest.mark.xfail(strict=True, reason="XLA SPMD: wrong gradient of an ('fsdp','tensor') kernel "
+                   "followed by a tied ('tensor','fsdp') einsum, batch on ('data','fsdp')")
+def test_xla_partitioner_repro_dense_then_tied_einsum():
+  """Pure-JAX reproduction of the (2, 2, 2) mismatch above (MLM transform + tied decoder)."""
+  from jax.sharding import Mesh, NamedSharding as NS, PartitionSpec as P
+  import jax.numpy as jnp
+  mesh = Mesh(np.array(jax.devices()).reshape(2, 2, 2), ("data", "fsdp", "tensor"))
+  rs = np.random.RandomState(0)
+  x = rs.randn(8, 5, 32).astype(np.float32)
+  k = (rs.randn(32, 32) * 0.2).astype(np.float32)
+  emb = (rs.randn(96, 32) * 0.2).astype(np.float32)
+  lab = rs.randint(0, 96, size=(8, 5)).astype(np.int32)
+
+  def loss(k, emb, x, lab):
+    h = jax.nn.gelu(x @ k, approximate=False)
+    h = (h - h.mean(-1, keepdims=True)) * jax.lax.rsqrt(h.var(-1, keepdims=True) + 1e-12)
+    lp = jax.nn.log_softmax(jnp.einsum("bpd,vd->bpv", h, emb))
+    return -jnp.mean(jnp.take_along_axis(lp, lab[..., None], -1))
+
+  ref = jax.grad(loss)(k, emb, x, lab)
+  ks, es, bs = NS(mesh, P("fsdp", "tensor")), NS(mesh, P("tensor", "fsdp")), NS(mesh, P(("data", "fsdp")))
+  got = jax.jit(jax.grad(loss), in_shardings=(ks, es, bs, bs), out_shardings=ks)(k, emb, x, lab)
+  np.testing.assert_allclose(np.asarray(got), ref, atol=1e-5)
