@@ -103,8 +103,14 @@ class BertModel(nn.Module):
 class BertMlmHead(nn.Module):
   """transform (dense -> act -> LN) then the tied decoder plus an output bias [vocab].
 
-  Params: transform [embed, mlp], layer_norm, bias [vocab]. `decoder` is the
+  Params: transform [mlp, embed], layer_norm, bias [vocab]. `decoder` is the
   tied `attend` function of the word embeddings.
+
+  The square transform kernel is named ("mlp", "embed"), i.e. sharded
+  (tensor, fsdp) under the default rules. The mirror layout (fsdp, tensor)
+  followed by the tied (tensor, fsdp) decoder hits an XLA SPMD partitioner bug
+  (jax 0.10.2, CPU, mesh (2, 2, 2)): a wrong gradient for this kernel while
+  the forward pass is right; tests/test_sharding.py keeps a repro of it.
   """
   config: BertConfig
 
@@ -112,7 +118,7 @@ class BertMlmHead(nn.Module):
   def __call__(self, hidden: jax.Array, decoder) -> jax.Array:
     """hidden [batch, P, embed] -> logits [batch, P, vocab] float32."""
     cfg = self.config
-    h = dense(cfg.hidden_size, ("embed", "mlp"), cfg.initializer_range,
+    h = dense(cfg.hidden_size, ("mlp", "embed"), cfg.initializer_range,
               common.get_dtype(cfg.dtype), "transform")(hidden)
     h = common.activation(cfg.hidden_act)(h)
     h = common.LayerNorm(cfg.layer_norm_eps, axis_name="embed", name="layer_norm")(h)
