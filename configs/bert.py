@@ -124,10 +124,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       ("type_vocab", None),
       ("layers", None),
   )
-  # Also apply the model's logical activation constraints (traces under the mesh).
-  # Off until plm_jax/layers/attention.py's DenseGeneral kernels tolerate an active
-  # mesh (flax applies their 3-D axis names to the flattened 2-D init kernel).
-  mesh.activation_constraints = False
+  # Also apply the model's logical activation constraints (trace under the mesh,
+  # trainer.mesh_context); every kernel is created at its full logical shape.
+  mesh.activation_constraints = True
 
   if arg == "tiny":
     m.max_position_embeddings = 128

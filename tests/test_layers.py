@@ -102,6 +102,27 @@ def test_attention_dropout_only_when_not_deterministic():
   assert not np.allclose(np.asarray(drop_a), np.asarray(drop_b))
 
 
+def test_attention_traces_under_a_mesh_with_logical_rules():
+  """Kernels are created at their 3-D logical shape, so an active mesh + rules work
+  (nn.DenseGeneral's flattened 2-D init kernel failed here)."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]).reshape(2, 2), ("data", "tensor"))
+  rules = (("activation_batch", "data"), ("activation_heads", "tensor"), ("heads", "tensor"),
+           ("embed", None), ("kv", None), ("activation_length", None),
+           ("activation_embed", None), ("activation_kv", None))
+  x = jax.random.normal(KEY, (4, 5, 8))
+  attn = MultiHeadAttention(num_heads=2)
+  ref_params = attn.init(KEY, x)
+  ref = attn.apply(ref_params, x)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    params = jax.jit(attn.init)(KEY, x)
+    out = jax.jit(attn.apply)(params, x)
+  assert _names(params["params"])["['query']['kernel']"] == ("embed", "heads", "kv")
+  for a, b in zip(jax.tree_util.tree_leaves(nn.unbox(params)),
+                  jax.tree_util.tree_leaves(nn.unbox(ref_params))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-6)
+
+
 def test_attention_rejects_indivisible_heads():
   with pytest.raises(ValueError, match="divisible"):
     MultiHeadAttention(num_heads=5).init(KEY, jnp.zeros((1, 2, 8)))

@@ -1,5 +1,5 @@
 """Multi-head dot-product attention with additive mask bias and float32 softmax."""
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -18,6 +18,34 @@ def padding_mask_bias(attention_mask: Optional[jax.Array]) -> Optional[jax.Array
     return None
   keep = attention_mask.astype(jnp.bool_)
   return jnp.where(keep, 0.0, MASK_VALUE).astype(jnp.float32)[:, None, None, :]
+
+
+class Projection(nn.Module):
+  """Linear map with a kernel stored at its full (multi-axis) logical shape.
+
+  kernel: `kernel_shape` with logical names `kernel_axes`; bias: the trailing
+  len(bias_axes) dims of kernel_shape with names `bias_axes` (zeros). Both are
+  float32 params; the product is `jnp.einsum(equation, x, kernel)` in `dtype`.
+  Unlike nn.DenseGeneral (which initialises a flattened 2-D kernel and reshapes
+  it) the initializer sees the real shape, so the logical names apply under an
+  active mesh. For an elementwise initializer such as truncated normal the
+  values equal DenseGeneral's (same rng, same number of draws, row-major).
+  """
+  kernel_shape: Tuple[int, ...]
+  kernel_axes: Tuple[str, ...]
+  bias_axes: Tuple[str, ...]
+  equation: str
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", common.partitioned(self.kernel_init, self.kernel_axes),
+                        tuple(self.kernel_shape), jnp.float32)
+    bias = self.param("bias", common.partitioned(nn.initializers.zeros, self.bias_axes),
+                      tuple(self.kernel_shape[-len(self.bias_axes):]), jnp.float32)
+    y = jnp.einsum(self.equation, x.astype(self.dtype), kernel.astype(self.dtype))
+    return y + bias.astype(self.dtype)
 
 
 class MultiHeadAttention(nn.Module):
@@ -48,14 +76,12 @@ class MultiHeadAttention(nn.Module):
       raise ValueError(f"hidden size {features} is not divisible by num_heads {self.num_heads}")
     head_dim = self.head_dim or features // self.num_heads
     init = common.kernel_init(self.initializer_range)
-    zeros = nn.initializers.zeros
 
-    def projection(name):
-      return nn.DenseGeneral(
-          features=(self.num_heads, head_dim), axis=-1, dtype=self.dtype,
-          param_dtype=jnp.float32,
-          kernel_init=common.partitioned(init, ("embed", "heads", "kv")),
-          bias_init=common.partitioned(zeros, ("heads", "kv")), name=name)
+    def projection(name):  # [..., embed] -> [..., heads, kv]
+      return Projection(
+          kernel_shape=(features, self.num_heads, head_dim),
+          kernel_axes=("embed", "heads", "kv"), bias_axes=("heads", "kv"),
+          equation="...e,ehd->...hd", kernel_init=init, dtype=self.dtype, name=name)
 
     query = projection("query")(inputs_q)   # [batch, q_len, heads, kv]
     key = projection("key")(inputs_kv)      # [batch, kv_len, heads, kv]
@@ -74,8 +100,9 @@ class MultiHeadAttention(nn.Module):
     probs = nn.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
     out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), value)  # [batch, q_len, heads, kv]
     out = common.constrain(out, common.BATCH_LENGTH_HEADS_KV)
-    out = nn.DenseGeneral(
-        features=features, axis=(-2, -1), dtype=self.dtype, param_dtype=jnp.float32,
-        kernel_init=common.partitioned(init, ("heads", "kv", "embed")),
-        bias_init=common.partitioned(zeros, ("embed",)), name="out")(out)  # [batch, q_len, embed]
+    out = Projection(
+        kernel_shape=(self.num_heads, head_dim, features),
+        kernel_axes=("heads", "kv", "embed"), bias_axes=("embed",),
+        equation="...hd,hde->...e", kernel_init=init, dtype=self.dtype,
+        name="out")(out)  # [batch, q_len, embed]
     return common.constrain(out, common.BATCH_LENGTH_EMBED)
