@@ -3,7 +3,7 @@
   python bench/bench_pipeline.py [--books=20] [--seconds=20]
 
 Reads real books (Gutenberg reader) and Wikipedia (WikiExtractor reader) from
-/work/shared/data/pretrain, tokenizes with the uncased all-MiniLM-L6-v2
+<data>/pretrain ($PLM_JAX_DATA or ../shared/data), tokenizes with the uncased all-MiniLM-L6-v2
 vocab.txt (falls back to the builtin vocab), and reports, in one run with the
 same single-thread settings (TF intra/inter-op 1, tf.data private threadpool
 1):
@@ -22,7 +22,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-PRETRAIN = "/work/shared/data/pretrain"
+from plm_jax.data import paths as data_paths  # pylint: disable=wrong-import-position
+
+PRETRAIN = os.path.join(data_paths.data_dir(), "pretrain")
 
 
 def _single_thread(ds):

@@ -12,9 +12,10 @@ point --config.data.vocab.path at any other BERT vocab.txt.
 import os
 
 from configs import bert
+from plm_jax.data import paths
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.environ.get("PLM_JAX_DATA", os.path.join(_REPO, "..", "shared", "data"))
+DATA = paths.data_dir()
 
 
 def _default_vocab() -> str:

@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from plm_jax.data import paths
 from plm_jax.convert import cli, hf_bert  # noqa: E402
 from plm_jax.convert.table import ConversionError  # noqa: E402
 from plm_jax.models.bert import BertForPreTraining, BertModel  # noqa: E402
@@ -167,7 +168,7 @@ def _minilm_dir():
   return path if os.path.isfile(os.path.join(path, "model.safetensors")) else None
 
 
-SST2_DEV = "/work/shared/data/glue/SST-2/dev.tsv"
+SST2_DEV = os.path.join(paths.data_dir(), "glue", "SST-2", "dev.tsv")
 
 
 def test_real_minilm_checkpoint_matches_transformers():

@@ -1,13 +1,14 @@
-"""Corpus readers on the real files in /work/shared/data/pretrain, plus error paths."""
+"""Corpus readers on the real files in <data>/pretrain (plm_jax.data.paths), plus error paths."""
 import os
 import re
 
 import pytest
 
+from plm_jax.data import paths
 from plm_jax.data import corpora
 from plm_jax.data import sentences
 
-PRETRAIN = "/work/shared/data/pretrain"
+PRETRAIN = os.path.join(paths.data_dir(), "pretrain")
 needs_data = pytest.mark.skipif(not os.path.isdir(PRETRAIN),
                                 reason=f"{PRETRAIN} is absent (shared data bundle not mounted)")
 

@@ -7,11 +7,12 @@ import ml_collections
 import pytest
 import tensorflow as tf
 
+from plm_jax.data import paths
 from plm_jax.data import builtin
 from plm_jax.data import spm_train
 from plm_jax.data import vocab as vocab_lib
 
-DATA = "/work/shared/data"
+DATA = paths.data_dir()
 needs_data = pytest.mark.skipif(not os.path.isdir(DATA), reason=f"{DATA} is absent")
 
 
