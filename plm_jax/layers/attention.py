@@ -44,7 +44,19 @@ class Projection(nn.Module):
                         tuple(self.kernel_shape), jnp.float32)
     bias = self.param("bias", common.partitioned(nn.initializers.zeros, self.bias_axes),
                       tuple(self.kernel_shape[-len(self.bias_axes):]), jnp.float32)
-    y = jnp.einsum(self.equation, x.astype(self.dtype), kernel.astype(self.dtype))
+    x = x.astype(self.dtype)
+    kernel = kernel.astype(self.dtype)
+    if self.equation == "...e,ehd->...hd":
+      # One 2-D GEMM over a flattened [embed, heads*kv] kernel: XLA CPU runs the
+      # two-output-dim einsum (and its two-contracting-dim transpose in the
+      # backward pass) markedly slower than the plain matmul.
+      e, h, d = kernel.shape
+      y = (x @ kernel.reshape(e, h * d)).reshape(x.shape[:-1] + (h, d))
+    elif self.equation == "...hd,hde->...e":
+      h, d, e = kernel.shape
+      y = x.reshape(x.shape[:-2] + (h * d,)) @ kernel.reshape(h * d, e)
+    else:
+      y = jnp.einsum(self.equation, x, kernel)
     return y + bias.astype(self.dtype)
 
 
@@ -91,14 +103,21 @@ class MultiHeadAttention(nn.Module):
     value = common.constrain(value, common.BATCH_LENGTH_HEADS_KV)
 
     query = query * jnp.asarray(head_dim ** -0.5, self.dtype)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key,
+    # Scores and context as head-major batched matmuls ([batch, heads, len, kv]):
+    # XLA CPU runs these (and their gradients) faster than the 'bqhd,bkhd->bhqk'
+    # form, which strides over the heads axis inside each GEMM.
+    query = jnp.swapaxes(query, -3, -2)  # [batch, heads, q_len, kv]
+    key = jnp.swapaxes(key, -3, -2)      # [batch, heads, kv_len, kv]
+    value = jnp.swapaxes(value, -3, -2)  # [batch, heads, kv_len, kv]
+    logits = jnp.einsum("bhqd,bhkd->bhqk", query, key,
                         preferred_element_type=jnp.float32)  # [batch, heads, q_len, kv_len]
     logits = logits.astype(jnp.float32)
     if bias is not None:
       logits = logits + bias.astype(jnp.float32)
     probs = jax.nn.softmax(logits, axis=-1)
-    probs = nn.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
-    out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), value)  # [batch, q_len, heads, kv]
+    probs = common.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
+    out = jnp.einsum("bhqk,bhkd->bhqd", probs.astype(self.dtype), value)  # [batch, heads, q_len, kv]
+    out = jnp.swapaxes(out, -3, -2)  # [batch, q_len, heads, kv]
     out = common.constrain(out, common.BATCH_LENGTH_HEADS_KV)
     out = Projection(
         kernel_shape=(self.num_heads, head_dim, features),

@@ -59,7 +59,7 @@ class TextEmbeddings(nn.Module):
     self.position_embeddings = embed(self.max_position_embeddings, ("position", "embed"))
     self.token_type_embeddings = embed(self.type_vocab_size, ("type_vocab", "embed"))
     self.layer_norm = common.LayerNorm(self.layer_norm_eps)
-    self.dropout = nn.Dropout(self.dropout_rate)
+    self.dropout = common.Dropout(self.dropout_rate)
 
   def __call__(self, input_ids: jax.Array, token_type_ids: Optional[jax.Array] = None,
                position_ids: Optional[jax.Array] = None,

@@ -47,10 +47,10 @@ class PostLNEncoderLayer(nn.Module):
         num_heads=cfg.num_heads, dropout_rate=cfg.attention_dropout_rate,
         initializer_range=cfg.initializer_range, dtype=dtype, name="attention")(
             x, bias=bias, deterministic=deterministic)
-    h = nn.Dropout(cfg.hidden_dropout_rate)(h, deterministic=deterministic)
+    h = common.Dropout(cfg.hidden_dropout_rate)(h, deterministic=deterministic)
     x = common.LayerNorm(cfg.layer_norm_eps, name="attention_layer_norm")(x + h)
     h = Mlp(cfg.intermediate_size, cfg.hidden_act, cfg.initializer_range, dtype, name="mlp")(x)
-    h = nn.Dropout(cfg.hidden_dropout_rate)(h, deterministic=deterministic)
+    h = common.Dropout(cfg.hidden_dropout_rate)(h, deterministic=deterministic)
     x = common.LayerNorm(cfg.layer_norm_eps, name="mlp_layer_norm")(x + h)
     return common.constrain(x, common.BATCH_LENGTH_EMBED), None  # [batch, length, embed] float32
 
