@@ -207,3 +207,18 @@ def test_remat_policies_same_values_and_grads(scan, policy):
 def test_unknown_remat_policy_raises():
   with pytest.raises(ValueError, match="remat_policy"):
     Encoder(_cfg(remat_policy="some")).init(KEY, jnp.zeros((1, 2, 8)))
+
+
+def test_dropout_drops_at_the_rate_and_keeps_the_expectation():
+  x = jnp.ones((1000, 1000), jnp.float32)
+  y = common.dropout(jax.random.PRNGKey(0), x, 0.1)
+  dropped = float(jnp.mean(y == 0))
+  assert abs(dropped - 0.1) < 0.002, dropped                       # 1e6 draws: sd ~3e-4
+  assert abs(float(jnp.mean(y)) - 1.0) < 0.005                     # inverted scaling
+  kept = y[y != 0]
+  np.testing.assert_allclose(np.asarray(kept), 65536.0 / (65536 - round(0.1 * 65536)), rtol=1e-6)
+  # Different keys give different masks; the same key the same mask.
+  y2 = common.dropout(jax.random.PRNGKey(1), x, 0.1)
+  assert not bool(jnp.all(y == y2))
+  assert bool(jnp.all(y == common.dropout(jax.random.PRNGKey(0), x, 0.1)))
+  assert common.dropout(jax.random.PRNGKey(0), x, 0.0) is x
