@@ -1,4 +1,6 @@
 """Unit tests of plm_jax.layers on tiny sizes."""
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -216,9 +218,39 @@ def test_dropout_drops_at_the_rate_and_keeps_the_expectation():
   assert abs(dropped - 0.1) < 0.002, dropped                       # 1e6 draws: sd ~3e-4
   assert abs(float(jnp.mean(y)) - 1.0) < 0.005                     # inverted scaling
   kept = y[y != 0]
-  np.testing.assert_allclose(np.asarray(kept), 65536.0 / (65536 - round(0.1 * 65536)), rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(kept), 2.0 ** 32 / (2 ** 32 - round(0.1 * 2 ** 32)), rtol=1e-6)
   # Different keys give different masks; the same key the same mask.
   y2 = common.dropout(jax.random.PRNGKey(1), x, 0.1)
   assert not bool(jnp.all(y == y2))
   assert bool(jnp.all(y == common.dropout(jax.random.PRNGKey(0), x, 0.1)))
   assert common.dropout(jax.random.PRNGKey(0), x, 0.0) is x
+
+
+def test_threefry2x32_matches_jax():
+  """The unrolled hash behind dropout is jax's Threefry-2x32, word for word."""
+  import jax.extend.random as jex_random  # pylint: disable=import-outside-toplevel
+  key = jax.random.key_data(jax.random.PRNGKey(42))
+  counts = jnp.arange(20, dtype=jnp.uint32) * jnp.uint32(2654435761)
+  expected = jex_random.threefry_2x32(key, counts)
+  x0, x1 = common.threefry2x32(key[0], key[1], counts[:10], counts[10:])
+  np.testing.assert_array_equal(np.concatenate([x0, x1]), np.asarray(expected))
+
+
+def test_element_counters_number_every_element_once():
+  for shape, limit in [((4, 5, 6), 2 ** 32), ((4, 5, 6), 64), ((4, 5, 6), 21), ((6, 3), 7)]:
+    low, high = common._element_counters(shape, limit=limit)  # pylint: disable=protected-access
+    low, high = np.broadcast_to(low, shape), np.broadcast_to(high, shape)
+    pairs = set(zip(low.ravel().tolist(), high.ravel().tolist()))
+    assert len(pairs) == math.prod(shape), (shape, limit)
+  with pytest.raises(ValueError, match="cannot number"):
+    common._element_counters((5, 5), limit=4)  # pylint: disable=protected-access
+
+
+def test_dropout_gradient_is_the_same_mask_and_scale():
+  x = jax.random.normal(jax.random.PRNGKey(3), (16, 33))
+  key = jax.random.PRNGKey(4)
+  y, vjp = jax.vjp(lambda v: common.dropout(key, v, 0.25), x)
+  (g,) = vjp(jnp.ones_like(x))
+  scale = 2.0 ** 32 / (2 ** 32 - round(0.25 * 2 ** 32))
+  np.testing.assert_allclose(np.asarray(g), np.where(np.asarray(y) != 0, scale, 0.0), rtol=1e-6)
+  assert 0 < int(jnp.sum(y == 0)) < x.size

@@ -127,3 +127,35 @@ def test_lamb_and_clipping_build_and_step():
   batch = next(objective.get_dataset("train", 8, seed=0).as_numpy_iterator())
   g, m = _one_step(objective, batch, 1, tx)
   assert np.isfinite(m["loss"]) and all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(g))
+
+
+@pytest.mark.parametrize("clip_norm", [0.0, 0.05, 1e3])
+def test_clipped_adamw_matches_the_optax_chain(clip_norm):
+  """The fused AdamW equals optax's clip_by_global_norm + adamw (mask, schedule) step by step."""
+  import optax  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  params = {"dense": {"kernel": jnp.asarray(rng.normal(size=(6, 5)), jnp.float32),
+                      "bias": jnp.asarray(rng.normal(size=(5,)), jnp.float32)},
+            "norm": {"scale": jnp.ones((5,), jnp.float32)}}
+  mask = optimizers.weight_decay_mask
+  sched = optax.linear_schedule(0.0, 1e-2, 3)
+  kw = dict(b1=0.9, b2=0.98, eps=1e-6, weight_decay=0.1, mask=mask)
+  ref = optax.adamw(sched, **kw)
+  if clip_norm > 0:
+    ref = optax.chain(optax.clip_by_global_norm(clip_norm), ref)
+  fused = optimizers.clipped_adamw(sched, clip_norm=clip_norm, **kw)
+  p_ref, p_fused = params, params
+  s_ref, s_fused = ref.init(params), fused.init(params)
+  for step in range(6):
+    grads = jax.tree.map(lambda x, s=step: jnp.asarray(rng.normal(size=x.shape), x.dtype) * (s + 1),
+                         params)
+    u, s_ref = ref.update(grads, s_ref, p_ref)
+    p_ref = optax.apply_updates(p_ref, u)
+    u, s_fused = fused.update(grads, s_fused, p_fused)
+    p_fused = optax.apply_updates(p_fused, u)
+  moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in
+              zip(jax.tree_util.tree_leaves(p_ref), jax.tree_util.tree_leaves(params)))
+  assert moved > 1e-3
+  for a, b in zip(jax.tree_util.tree_leaves(p_ref), jax.tree_util.tree_leaves(p_fused)):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-6, atol=1e-7)
+  assert int(s_fused.count) == 6

@@ -57,7 +57,7 @@ class Projection(nn.Module):
       y = x.reshape(x.shape[:-2] + (h * d,)) @ kernel.reshape(h * d, e)
     else:
       y = jnp.einsum(self.equation, x, kernel)
-    return y + bias.astype(self.dtype)
+    return common.grad_barrier(y + bias.astype(self.dtype))
 
 
 class MultiHeadAttention(nn.Module):

@@ -7,6 +7,8 @@ Logical names used across plm_jax: 'vocab', 'embed', 'heads', 'kv' (head_dim),
 'activation_batch', 'activation_length', 'activation_embed', 'activation_mlp',
 'activation_heads', 'activation_kv'.
 """
+import functools
+import math
 from typing import Callable, Sequence
 
 import flax.linen as nn
@@ -40,15 +42,72 @@ def partitioned(init: Callable, names: Sequence) -> Callable:
   return nn.with_logical_partitioning(init, tuple(names))
 
 
+@jax.custom_vjp
+def gelu_exact(x: jax.Array) -> jax.Array:
+  """GELU with the exact normal CDF, x * (1 + erf(x / sqrt(2))) / 2 (BERT's and torch's form).
+
+  Same function as jax.nn.gelu(approximate=False), which goes through erfc; XLA
+  CPU evaluates erf (a rational approximation) several times faster. The
+  backward pass, g * (cdf(x) + x * pdf(x)), is recomputed from the saved input
+  in one fused loop instead of storing erf and exp intermediates.
+  """
+  return _gelu_value(x)
+
+
+def _gelu_value(x):
+  return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))
+
+
+def _gelu_fwd(x):
+  return _gelu_value(x), x
+
+
+def _gelu_bwd(x, g):
+  # The barrier stops XLA from sharing erf(x) between the two passes (CSE),
+  # which would store it as an extra activation-sized buffer.
+  x = jax.lax.optimization_barrier(x)
+  cdf = 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))
+  pdf = jnp.exp(-0.5 * x * x) * jnp.asarray(0.3989422804014327, x.dtype)
+  return (g * (cdf + x * pdf),)
+
+
+gelu_exact.defvjp(_gelu_fwd, _gelu_bwd)
+
+
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:
   """'gelu' (exact erf), 'gelu_tanh' (tanh approximation) or 'relu'."""
   if name == "gelu":
-    return lambda x: jax.nn.gelu(x, approximate=False)
+    return gelu_exact
   if name == "gelu_tanh":
     return lambda x: jax.nn.gelu(x, approximate=True)
   if name == "relu":
     return jax.nn.relu
   raise ValueError(f"unknown hidden_act {name!r}; choose one of ['gelu', 'gelu_tanh', 'relu']")
+
+
+@jax.custom_vjp
+def grad_barrier(x: jax.Array) -> jax.Array:
+  """Identity whose cotangent is materialised (lax.optimization_barrier) before use.
+
+  Put on the output of a dense layer: its backward reads the incoming gradient
+  twice (dx = dy W^T and dW = x^T dy, the latter through a transposed copy on
+  CPU). Without the barrier XLA fuses the elementwise producer of dy (dropout,
+  LayerNorm and GELU backward) into that transposed copy, which then walks
+  every input in strided order; with it, dy is computed once and the transpose
+  is a plain copy.
+  """
+  return x
+
+
+def _grad_barrier_fwd(x):
+  return x, None
+
+
+def _grad_barrier_bwd(_, g):
+  return (jax.lax.optimization_barrier(g),)
+
+
+grad_barrier.defvjp(_grad_barrier_fwd, _grad_barrier_bwd)
 
 
 def constrain(x: jax.Array, names: Sequence[str]) -> jax.Array:
@@ -79,26 +138,100 @@ class LayerNorm(nn.Module):
     return y * scale + bias
 
 
-def dropout(key: jax.Array, x: jax.Array, rate: float) -> jax.Array:
-  """Inverted dropout drawing 16 random bits per element (two per uint32 from the PRNG).
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
-  An element is kept when its 16-bit draw is >= round(rate * 2**16); kept values
-  are scaled by 2**16 / (2**16 - threshold), the exact inverse of the realised
-  keep probability, so E[output] = x. The drop probability differs from `rate`
-  by at most 2**-17. Half the PRNG work of jax.random.bernoulli's float path,
-  which dominates dropout's cost on CPU.
+
+def threefry2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array):
+  """The Threefry-2x32 block cipher (20 rounds; Salmon et al. 2011), unrolled.
+
+  k0, k1: uint32 key words; x0, x1: uint32 counter words (broadcastable).
+  Returns the two uint32 output words. Equals jax's threefry_2x32, but written
+  as plain elementwise ops with no loop, so XLA fuses it into the consumer:
+  random bits cost arithmetic only, no memory traffic. (jax.random lowers the
+  hash as a rolled while loop on CPU, which materialises its state 5 times.)
   """
-  threshold = int(round(rate * 65536))
+  u32 = lambda v: jnp.asarray(v, jnp.uint32)
+  keys = (k0, k1, k0 ^ k1 ^ u32(0x1BD11BDA))
+  x0 = x0 + keys[0]
+  x1 = x1 + keys[1]
+  for i in range(5):
+    for r in _THREEFRY_ROTATIONS[i % 2]:
+      x0 = x0 + x1
+      x1 = (x1 << u32(r)) | (x1 >> u32(32 - r))
+      x1 = x1 ^ x0
+    x0 = x0 + keys[(i + 1) % 3]
+    x1 = x1 + keys[(i + 2) % 3] + u32(i + 1)
+  return x0, x1
+
+
+def _element_counters(shape, limit: int = 2 ** 32):
+  """Two uint32 words that number the elements of `shape` uniquely.
+
+  The low word numbers the trailing dims (row-major) and the high word the
+  leading ones, split where the trailing block has fewer than `limit` elements
+  (a global activation can exceed 2**32 elements on a large mesh).
+  """
+  shape = tuple(int(d) for d in shape)
+  split = 0  # trailing dims shape[split:] are numbered by the low word
+  while split < len(shape) and math.prod(shape[split:]) >= limit:
+    split += 1
+  if math.prod(shape[:split]) >= limit:
+    raise ValueError(f"dropout: cannot number the {math.prod(shape)} elements of {shape}")
+  low = jax.lax.iota(jnp.uint32, math.prod(shape[split:])).reshape(shape[split:])
+  low = jnp.broadcast_to(low, shape)
+  if split == 0:
+    return low, jnp.zeros((), jnp.uint32)
+  high = jax.lax.iota(jnp.uint32, math.prod(shape[:split])).reshape(shape[:split])
+  return low, jnp.broadcast_to(high.reshape(shape[:split] + (1,) * (len(shape) - split)), shape)
+
+
+def _keep_mask(words: jax.Array, shape, threshold: int) -> jax.Array:
+  low, high = _element_counters(shape)
+  bits, _ = threefry2x32(words[0], words[1], low, high)
+  return bits >= jnp.uint32(threshold)
+
+
+def dropout(key: jax.Array, x: jax.Array, rate: float) -> jax.Array:
+  """Inverted dropout whose mask is a counter-based hash of the element index.
+
+  Two uint32 words are drawn from `key` (any jax PRNG implementation); element
+  i is kept when threefry2x32(words, (i, 0))[0] >= round(rate * 2**32), and kept
+  values are scaled by 2**32 / (2**32 - threshold), the exact inverse of the
+  realised keep probability, so E[output] = x. The mask depends only on the
+  key and the element's global position (the same on any mesh), is computed
+  inside the fused elementwise loop in both passes, and is never stored: the
+  backward pass recomputes it from the two key words.
+  """
+  threshold = int(round(rate * 2 ** 32))
   if threshold <= 0:
     return x
-  if threshold >= 65536:
+  if threshold >= 2 ** 32:
     return jnp.zeros_like(x)
-  n = x.size
-  bits = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
-  halves = jnp.stack([bits & jnp.uint32(0xFFFF), bits >> jnp.uint32(16)], axis=-1)
-  keep = (halves.reshape(-1)[:n] >= jnp.uint32(threshold)).reshape(x.shape)
-  scale = jnp.asarray(65536.0 / (65536 - threshold), x.dtype)
-  return jnp.where(keep, x * scale, jnp.zeros((), x.dtype))
+  words = jax.random.bits(key, (2,), jnp.uint32)
+  return _hashed_dropout(x, words, threshold)
+
+
+def _hashed_dropout_value(x, words, threshold):
+  scale = jnp.asarray(2.0 ** 32 / (2 ** 32 - threshold), x.dtype)
+  return jnp.where(_keep_mask(words, x.shape, threshold), x * scale, jnp.zeros((), x.dtype))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _hashed_dropout(x, words, threshold):
+  return _hashed_dropout_value(x, words, threshold)
+
+
+def _hashed_dropout_fwd(x, words, threshold):
+  return _hashed_dropout_value(x, words, threshold), words
+
+
+def _hashed_dropout_bwd(threshold, words, g):
+  # The barrier keeps XLA from fusing this (and the ops feeding it) into the
+  # transposed copy that the preceding dense layer's weight gradient reads.
+  return jax.lax.optimization_barrier(_hashed_dropout_value(g, words, threshold)), None
+
+
+_hashed_dropout.defvjp(_hashed_dropout_fwd, _hashed_dropout_bwd)
 
 
 class Dropout(nn.Module):

@@ -29,7 +29,9 @@ class Mlp(nn.Module):
     features = x.shape[-1]
     act = common.activation(self.hidden_act)
     h = dense(self.intermediate_size, ("embed", "mlp"), self.initializer_range, self.dtype, "wi")(x)
+    h = common.grad_barrier(h)
     h = act(h)  # [batch, length, mlp]
     h = common.constrain(h, common.BATCH_LENGTH_MLP)
-    out = dense(features, ("mlp", "embed"), self.initializer_range, self.dtype, "wo")(h)
+    out = common.grad_barrier(
+        dense(features, ("mlp", "embed"), self.initializer_range, self.dtype, "wo")(h))
     return common.constrain(out, common.BATCH_LENGTH_EMBED)  # [batch, length, embed]

@@ -20,13 +20,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from plm_jax.objectives import losses
 from plm_jax.objectives.base import Batch, Metrics, Objective, register
 
 
 def _cross_entropy(logits: jax.Array, labels: jax.Array) -> Tuple[jax.Array, jax.Array]:
   """Per-item negative log-likelihood and correctness, in float32."""
-  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  nll = -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  nll = losses.softmax_cross_entropy(logits, labels)
   correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
   return nll, correct
 
