@@ -150,7 +150,9 @@ def bench_torch(cfg, batch_np, steps, warmup):
       attention_probs_dropout_prob=cfg.attention_dropout_rate)
   model = transformers.BertForPreTraining(hf_cfg)
   model.train()
-  opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6)
+  # fused=True: the kernel Hugging Face's Trainer uses by default with torch >= 2.8
+  # (optim='adamw_torch_fused'); about 3x faster on CPU than the per-tensor loop.
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6, fused=True)
   ids = torch.from_numpy(batch_np["input_ids"].astype(np.int64))
   labels = torch.full_like(ids, -100)
   pos = torch.from_numpy(batch_np["masked_lm_positions"].astype(np.int64))

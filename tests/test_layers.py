@@ -254,3 +254,31 @@ def test_dropout_gradient_is_the_same_mask_and_scale():
   scale = 2.0 ** 32 / (2 ** 32 - round(0.25 * 2 ** 32))
   np.testing.assert_allclose(np.asarray(g), np.where(np.asarray(y) != 0, scale, 0.0), rtol=1e-6)
   assert 0 < int(jnp.sum(y == 0)) < x.size
+
+
+def test_layer_norm_value_and_gradients_match_autodiff_of_the_formula():
+  key = jax.random.PRNGKey(7)
+  x = jax.random.normal(key, (3, 5, 16)) * 2.0 + 1.0
+  scale = jax.random.normal(jax.random.fold_in(key, 1), (16,))
+  bias = jax.random.normal(jax.random.fold_in(key, 2), (16,))
+  weights = jax.random.normal(jax.random.fold_in(key, 3), x.shape)
+
+  def reference(x, scale, bias):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / jnp.sqrt(var + 1e-6) * scale + bias
+
+  np.testing.assert_allclose(common.layer_norm(x, scale, bias, 1e-6), reference(x, scale, bias),
+                             atol=2e-6)
+  ours = jax.grad(lambda *a: jnp.sum(common.layer_norm(*a, 1e-6) * weights), (0, 1, 2))(x, scale, bias)
+  want = jax.grad(lambda *a: jnp.sum(reference(*a) * weights), (0, 1, 2))(x, scale, bias)
+  for name, a, b in zip(("x", "scale", "bias"), ours, want):
+    np.testing.assert_allclose(a, b, atol=2e-5, err_msg=name)
+
+
+def test_gelu_exact_matches_jax_gelu_and_its_gradient():
+  x = jnp.linspace(-9.0, 9.0, 2001)
+  np.testing.assert_allclose(common.gelu_exact(x), jax.nn.gelu(x, approximate=False), atol=2e-6)
+  ours = jax.vmap(jax.grad(common.gelu_exact))(x)
+  want = jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(x)
+  np.testing.assert_allclose(ours, want, atol=2e-6)

@@ -131,11 +131,40 @@ class LayerNorm(nn.Module):
                        (features,), jnp.float32)
     bias = self.param("bias", partitioned(nn.initializers.zeros, (self.axis_name,)),
                       (features,), jnp.float32)
-    x = x.astype(jnp.float32)
-    mean = jnp.mean(x, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-    y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
-    return y * scale + bias
+    return layer_norm(x.astype(jnp.float32), scale, bias, self.epsilon)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float) -> jax.Array:
+  """(x - mean) / sqrt(var + epsilon) * scale + bias over the last axis (two-pass variance).
+
+  The backward pass recomputes the normalised input from x and the per-row
+  mean and 1/std inside its fused loops; plain autodiff would store the
+  centred and the normalised input as two extra activation-sized buffers.
+  """
+  return _layer_norm_fwd(x, scale, bias, epsilon)[0]
+
+
+def _layer_norm_fwd(x, scale, bias, epsilon):
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  rstd = jax.lax.rsqrt(jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True) + epsilon)
+  return (x - mean) * rstd * scale + bias, (x, mean, rstd, scale)
+
+
+def _layer_norm_bwd(epsilon, res, g):
+  del epsilon
+  # The barrier keeps XLA from sharing the forward's (x - mean) * rstd with
+  # this pass, which would store it as an activation-sized buffer again.
+  x, mean, rstd, scale = jax.lax.optimization_barrier(res)
+  xhat = (x - mean) * rstd
+  gs = g * scale
+  rows = tuple(range(x.ndim - 1))
+  dx = rstd * (gs - jnp.mean(gs, axis=-1, keepdims=True)
+               - xhat * jnp.mean(gs * xhat, axis=-1, keepdims=True))
+  return dx, jnp.sum(g * xhat, axis=rows), jnp.sum(g, axis=rows)
+
+
+layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 
 _THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))

@@ -27,7 +27,7 @@ from plm_jax.objectives.base import Batch, Metrics, Objective, register
 def _cross_entropy(logits: jax.Array, labels: jax.Array) -> Tuple[jax.Array, jax.Array]:
   """Per-item negative log-likelihood and correctness, in float32."""
   nll = losses.softmax_cross_entropy(logits, labels)
-  correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+  correct = losses.top1_correct(logits, labels)
   return nll, correct
 
 
