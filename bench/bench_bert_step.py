@@ -2,7 +2,8 @@
 
 Both run in this process on the same CPUs (pinned to --threads cores), float32,
 batch 8 x 128 by default, AdamW with global-norm clipping, dropout on (train
-mode). Printed: tokens/s of each and their ratio, and the achieved FLOP/s of
+mode). Each step is timed on its own and the median of --steps is used (the
+machines are noisy). Printed: tokens/s of each and their ratio, and the achieved FLOP/s of
 each over a matmul peak measured in the same run (the faster of a large jax
 and a large torch float32 matmul).
 
@@ -17,6 +18,7 @@ FLOP counts below count what each implementation executes.
 """
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -126,11 +128,13 @@ def bench_jax(size, batch_np, steps, warmup):
     state, metrics = fn(state, gbatch, rng)
   jax.block_until_ready(metrics)
   compile_and_warm = time.perf_counter() - t0
-  t = time.perf_counter()
+  times = []
   for _ in range(steps):
+    t = time.perf_counter()
     state, metrics = fn(state, gbatch, rng)
-  jax.block_until_ready((state, metrics))
-  per_step = (time.perf_counter() - t) / steps
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - t)
+  per_step = statistics.median(times)
   loss = float(metrics["loss"][0] / metrics["loss"][1])
   vocab = setup.objective.vocab_size()
   return per_step, compile_and_warm, loss, vocab, setup.objective.model_config()
@@ -174,10 +178,12 @@ def bench_torch(cfg, batch_np, steps, warmup):
 
   for _ in range(warmup):
     one()
-  t = time.perf_counter()
+  times = []
   for _ in range(steps):
+    t = time.perf_counter()
     loss = one()
-  per_step = (time.perf_counter() - t) / steps
+    times.append(time.perf_counter() - t)
+  per_step = statistics.median(times)
   return per_step, float(loss.detach())
 
 
@@ -187,7 +193,8 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--seq", type=int, default=128)
   p.add_argument("--predictions", type=int, default=20, help="masked positions per example")
-  p.add_argument("--steps", type=int, default=5, help="timed steps per implementation")
+  p.add_argument("--steps", type=int, default=7,
+                 help="timed steps per implementation (the median is reported)")
   p.add_argument("--warmup", type=int, default=2, help="untimed steps (jax: includes compile)")
   p.add_argument("--threads", type=int, default=2)
   args = p.parse_args(argv)

@@ -282,3 +282,20 @@ def test_gelu_exact_matches_jax_gelu_and_its_gradient():
   ours = jax.vmap(jax.grad(common.gelu_exact))(x)
   want = jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(x)
   np.testing.assert_allclose(ours, want, atol=2e-6)
+
+
+def test_matmul_transposed_input_grad_matches_plain_matmul_gradients():
+  key = jax.random.PRNGKey(11)
+  x = jax.random.normal(key, (2, 5, 6))
+  kernel = jax.random.normal(jax.random.fold_in(key, 1), (6, 9))
+  weights = jax.random.normal(jax.random.fold_in(key, 2), (2, 5, 9))
+  np.testing.assert_allclose(common.matmul_transposed_input_grad(x, kernel), x @ kernel, rtol=1e-6)
+  ours = jax.grad(lambda a, b: jnp.sum(common.matmul_transposed_input_grad(a, b) * weights),
+                  (0, 1))(x, kernel)
+  want = jax.grad(lambda a, b: jnp.sum((a @ b) * weights), (0, 1))(x, kernel)
+  for a, b in zip(ours, want):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  # As nn.Dense's dot_general, the widening MLP layer gives the same output.
+  dense = nn.Dense(9, dot_general=common.dense_dot_general)
+  params = dense.init(key, x)
+  np.testing.assert_allclose(dense.apply(params, x), nn.Dense(9).apply(params, x), rtol=1e-6)

@@ -110,6 +110,43 @@ def _grad_barrier_bwd(_, g):
 grad_barrier.defvjp(_grad_barrier_fwd, _grad_barrier_bwd)
 
 
+@jax.custom_vjp
+def matmul_transposed_input_grad(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """x [..., in] @ kernel [in, out], whose kernel gradient reads a materialised x^T.
+
+  For a widening layer (in < out, e.g. BERT's MLP input) the weight gradient
+  x^T @ dy otherwise makes XLA CPU transpose dy, the larger operand; with x^T
+  copied explicitly it is a plain [in, tokens] @ [tokens, out] GEMM.
+  """
+  return jnp.matmul(x, kernel)
+
+
+def _mtig_fwd(x, kernel):
+  return jnp.matmul(x, kernel), (x, kernel)
+
+
+def _mtig_bwd(res, g):
+  x, kernel = res
+  x2 = x.reshape(-1, x.shape[-1])
+  g2 = g.reshape(-1, g.shape[-1])
+  x_t = jax.lax.optimization_barrier(x2.T)  # [in, tokens], materialised
+  dx = jnp.matmul(g, kernel.T)
+  return dx, jnp.matmul(x_t, g2).astype(kernel.dtype)
+
+
+matmul_transposed_input_grad.defvjp(_mtig_fwd, _mtig_bwd)
+
+
+def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+  """lax.dot_general for nn.Dense (x [..., in] . kernel [in, out]) via matmul_transposed_input_grad."""
+  (lc, rc), (lb, rb) = dimension_numbers
+  if tuple(lc) != (lhs.ndim - 1,) or tuple(rc) != (0,) or lb or rb or rhs.ndim != 2:
+    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                               preferred_element_type=preferred_element_type)
+  out = matmul_transposed_input_grad(lhs, rhs)
+  return out if preferred_element_type is None else out.astype(preferred_element_type)
+
+
 def constrain(x: jax.Array, names: Sequence[str]) -> jax.Array:
   """Logical sharding constraint on an activation (no-op without rules/mesh)."""
   return nn.with_logical_constraint(x, tuple(names))
