@@ -114,7 +114,7 @@ class MultiHeadAttention(nn.Module):
     logits = logits.astype(jnp.float32)
     if bias is not None:
       logits = logits + bias.astype(jnp.float32)
-    probs = jax.nn.softmax(logits, axis=-1)
+    probs = common.softmax(logits)
     probs = common.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
     out = jnp.einsum("bhqk,bhkd->bhqd", probs.astype(self.dtype), value)  # [batch, heads, q_len, kv]
     out = jnp.swapaxes(out, -3, -2)  # [batch, q_len, heads, kv]
