@@ -1,9 +1,9 @@
 """Benchmark: BERT-base MLM+NSP train step, plm_jax vs Hugging Face PyTorch.
 
-Both run in this process on the same CPUs (pinned to --threads cores), float32,
-batch 8 x 128 by default, AdamW with global-norm clipping, dropout on (train
-mode). Each step is timed on its own and the median of --steps is used (the
-machines are noisy). Printed: tokens/s of each and their ratio, and the achieved FLOP/s of
+Each implementation runs in its own process (alternating, --rounds times) on
+the same CPUs (pinned to --threads cores), float32, batch 8 x 128 by default,
+AdamW with global-norm clipping, dropout on (train mode). Every step is timed
+on its own and the median over all rounds is used (the machines are noisy). Printed: tokens/s of each and their ratio, and the achieved FLOP/s of
 each over a matmul peak measured in the same run (the faster of a large jax
 and a large torch float32 matmul).
 
@@ -17,8 +17,10 @@ projects every token onto the vocabulary and masks the loss afterwards. The
 FLOP counts below count what each implementation executes.
 """
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -60,26 +62,25 @@ def step_flops(h, layers, inter, vocab, batch, seq, predicted_tokens) -> float:
   return 3.0 * fwd
 
 
-def matmul_peak(n: int = 2048, reps: int = 5):
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  import torch  # pylint: disable=import-outside-toplevel
-  key = jax.random.PRNGKey(0)
-  a = jax.random.normal(key, (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.fold_in(key, 1), (n, n), jnp.float32)
-  f = jax.jit(lambda x, y: x @ y)
-  f(a, b).block_until_ready()
+def matmul_peak(impl: str, n: int = 2048, reps: int = 5) -> float:
+  """FLOP/s of an n^3 float32 matmul in `impl` ('jax' or 'torch')."""
+  if impl == "jax":
+    import jax  # pylint: disable=import-outside-toplevel
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    key = jax.random.PRNGKey(0)
+    a = jax.random.normal(key, (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.fold_in(key, 1), (n, n), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    run = lambda: f(a, b).block_until_ready()
+  else:
+    import torch  # pylint: disable=import-outside-toplevel
+    ta, tb = torch.randn(n, n), torch.randn(n, n)
+    run = lambda: ta @ tb
+  run()
   t = time.perf_counter()
   for _ in range(reps):
-    f(a, b).block_until_ready()
-  jax_rate = 2 * n ** 3 * reps / (time.perf_counter() - t)
-  ta, tb = torch.randn(n, n), torch.randn(n, n)
-  ta @ tb
-  t = time.perf_counter()
-  for _ in range(reps):
-    ta @ tb
-  torch_rate = 2 * n ** 3 * reps / (time.perf_counter() - t)
-  return jax_rate, torch_rate
+    run()
+  return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
 def make_batch(rng, vocab, batch, seq, preds):
@@ -101,7 +102,8 @@ def make_batch(rng, vocab, batch, seq, preds):
   }
 
 
-def bench_jax(size, batch_np, steps, warmup):
+def jax_step(size, batch_np):
+  """A callable running one plm_jax train step (blocking), the vocab size and model config."""
   import jax  # pylint: disable=import-outside-toplevel
   from configs import bert as bert_configs  # pylint: disable=import-outside-toplevel
   from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
@@ -123,28 +125,26 @@ def bench_jax(size, batch_np, steps, warmup):
   state = setup.init_fn(jax.random.PRNGKey(0))
   gbatch = trainer.global_batch(batch_np, spec, step_lib.sharding_lib.batch_sharding(setup.mesh))
   rng = jax.random.PRNGKey(1)
-  t0 = time.perf_counter()
-  for _ in range(warmup):
-    state, metrics = fn(state, gbatch, rng)
-  jax.block_until_ready(metrics)
-  compile_and_warm = time.perf_counter() - t0
-  times = []
-  for _ in range(steps):
-    t = time.perf_counter()
-    state, metrics = fn(state, gbatch, rng)
-    jax.block_until_ready((state, metrics))
-    times.append(time.perf_counter() - t)
-  per_step = statistics.median(times)
-  loss = float(metrics["loss"][0] / metrics["loss"][1])
-  vocab = setup.objective.vocab_size()
-  return per_step, compile_and_warm, loss, vocab, setup.objective.model_config()
+  holder = {"state": state}
+
+  def one():
+    holder["state"], metrics = fn(holder["state"], gbatch, rng)
+    jax.block_until_ready((holder["state"], metrics))
+    return float(metrics["loss"][0] / metrics["loss"][1])
+
+  return one, setup.objective.vocab_size(), setup.objective.model_config()
 
 
-def bench_torch(cfg, batch_np, steps, warmup):
+def torch_step(size, batch_np):
+  """A callable running one Hugging Face PyTorch train step."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
   import transformers  # pylint: disable=import-outside-toplevel
 
+  from configs import bert as bert_configs  # pylint: disable=import-outside-toplevel
+  cfg = bert_configs.get_config(size).model
+  with open(_minilm_vocab(), encoding="utf-8") as f:
+    cfg.vocab_size = sum(1 for _ in f)
   torch.manual_seed(0)
   hf_cfg = transformers.BertConfig(
       vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
@@ -176,15 +176,31 @@ def bench_torch(cfg, batch_np, steps, warmup):
     opt.step()
     return loss
 
-  for _ in range(warmup):
-    one()
+  return lambda: float(one().detach()), cfg.vocab_size, cfg
+
+
+def worker(args) -> dict:
+  """Runs one implementation in this process; returns its timings as a dict."""
+  _pin(args.threads)
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  if args.worker == "torch":
+    import torch  # pylint: disable=import-outside-toplevel
+    torch.set_num_threads(args.threads)
+  batch_np = make_batch(np.random.default_rng(0), 30522, args.batch, args.seq, args.predictions)
+  peak = matmul_peak(args.worker)
+  make = jax_step if args.worker == "jax" else torch_step
+  one, vocab, cfg = make(args.size, batch_np)
+  t0 = time.perf_counter()
+  for _ in range(args.warmup):
+    loss = one()
+  warm = time.perf_counter() - t0
   times = []
-  for _ in range(steps):
+  for _ in range(args.steps):
     t = time.perf_counter()
     loss = one()
     times.append(time.perf_counter() - t)
-  per_step = statistics.median(times)
-  return per_step, float(loss.detach())
+  return {"times": times, "loss": loss, "peak": peak, "warmup_s": warm, "vocab": vocab,
+          "model": [cfg.hidden_size, cfg.num_layers, cfg.intermediate_size]}
 
 
 def main(argv=None):
@@ -193,27 +209,45 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--seq", type=int, default=128)
   p.add_argument("--predictions", type=int, default=20, help="masked positions per example")
-  p.add_argument("--steps", type=int, default=7,
-                 help="timed steps per implementation (the median is reported)")
+  p.add_argument("--steps", type=int, default=5, help="timed steps per implementation and round")
+  p.add_argument("--rounds", type=int, default=2,
+                 help="rounds of (plm_jax process, PyTorch process); medians over all steps")
   p.add_argument("--warmup", type=int, default=2, help="untimed steps (jax: includes compile)")
   p.add_argument("--threads", type=int, default=2)
+  p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
   args = p.parse_args(argv)
+  if args.worker:
+    print("RESULT " + json.dumps(worker(args)))
+    return 0
 
-  _pin(args.threads)
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  import torch  # pylint: disable=import-outside-toplevel
-  torch.set_num_threads(args.threads)
+  # Each implementation runs in its own process: in one process, PyTorch's
+  # OpenMP threads and XLA's thread pool slow each other down. The processes
+  # alternate so that both see the same machine conditions.
+  passthrough = [f"--size={args.size}", f"--batch={args.batch}", f"--seq={args.seq}",
+                 f"--predictions={args.predictions}", f"--steps={args.steps}",
+                 f"--warmup={args.warmup}", f"--threads={args.threads}"]
+  results = {"jax": [], "torch": []}
+  for _ in range(args.rounds):
+    for impl in ("jax", "torch"):
+      proc = subprocess.run([sys.executable, os.path.abspath(__file__), f"--worker={impl}"]
+                            + passthrough, capture_output=True, text=True, check=False)
+      lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+      if proc.returncode or not lines:
+        sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-4000:])
+        sys.exit(f"bench_bert_step: the {impl} worker failed (exit {proc.returncode})")
+      results[impl].append(json.loads(lines[-1][len("RESULT "):]))
 
-  rng = np.random.default_rng(0)
-  batch_np = make_batch(rng, 30522, args.batch, args.seq, args.predictions)
-  tokens = args.batch * args.seq
+  def summary(impl):
+    runs = results[impl]
+    return (statistics.median([t for r in runs for t in r["times"]]), max(r["peak"] for r in runs),
+            runs[-1]["loss"], runs[0]["warmup_s"])
 
-  jax_rate, torch_rate = matmul_peak()
+  j_step, jax_rate, j_loss, j_compile = summary("jax")
+  t_step, torch_rate, t_loss, _ = summary("torch")
   peak = max(jax_rate, torch_rate)
-  j_step, j_compile, j_loss, vocab, cfg = bench_jax(args.size, batch_np, args.steps, args.warmup)
-  t_step, t_loss = bench_torch(cfg, batch_np, args.steps, args.warmup)
-
-  h, nl, inter = cfg.hidden_size, cfg.num_layers, cfg.intermediate_size
+  vocab = results["jax"][0]["vocab"]
+  h, nl, inter = results["jax"][0]["model"]
+  tokens = args.batch * args.seq
   j_flops = step_flops(h, nl, inter, vocab, args.batch, args.seq, args.batch * args.predictions)
   t_flops = step_flops(h, nl, inter, vocab, args.batch, args.seq, args.batch * args.seq)
   print(f"BERT-{args.size} MLM+NSP train step, batch {args.batch} x {args.seq}, float32, "
