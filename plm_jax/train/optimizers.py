@@ -4,6 +4,8 @@ Schedule: linear warmup from 0 to `learning_rate` over `warmup_steps`, then
 linear / cosine decay to `end_learning_rate` at `train.num_steps`, or constant.
 Weight decay skips biases and LayerNorm parameters (BERT, Devlin et al. 2019;
 the reference `AdamWeightDecayOptimizer` excludes "LayerNorm" and "bias").
+AdamW (with its global-norm clipping) is `clipped_adamw`, one fused update per
+parameter that equals optax's clip_by_global_norm + adamw chain (tested).
 """
 from __future__ import annotations
 
