@@ -1,4 +1,4 @@
-"""Pretrain a model: `python main.py` runs BERT tiny on the built-in corpus (~5 min, CPU).
+"""Pretrain a model: `python main.py` runs BERT tiny on the built-in corpus (~3 min, CPU).
 
   python main.py                                    # configs/bert.py:tiny, workdir ./workdir/bert_tiny
   python main.py --config=configs/bert.py:base --workdir=gs://bucket/bert_base \

@@ -132,7 +132,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     m.max_position_embeddings = 128
     d.seq_length = 64
     o.max_predictions = 10
-    # `python main.py` default: 3-5 min on 2 CPU cores (11-19 steps/s).
+    # `python main.py` default: about 2.5-3 min on 2 CPU cores.
     t.batch_size = 32
     t.num_steps = 3000
     t.log_every = 200

@@ -3,7 +3,7 @@
 The baseline is the accuracy of always predicting the most frequent target of
 the same held-out batches (stats.unigram_baseline_accuracy), so beating it
 needs context. The fast test uses the built-in synthetic corpus; the slow one
-is the books + Wikipedia run of configs/bert_books_wiki.py (about 20 minutes
+is the books + Wikipedia run of configs/bert_books_wiki.py (about 10 minutes
 on 2 CPU cores: `python -m pytest -m slow tests/test_learning.py -s`).
 """
 import itertools
