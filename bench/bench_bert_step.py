@@ -260,6 +260,9 @@ def main(argv=None):
   print(f"pytorch : {t_step * 1e3:9.1f} ms/step  {tokens / t_step:9.1f} tokens/s  "
         f"{t_flops / t_step / 1e9:7.1f} GFLOP/s ({100 * t_flops / t_step / peak:.0f}% of peak)  "
         f"loss {t_loss:.3f}")
+  for impl in ("jax", "torch"):
+    rounds = ", ".join(f"{statistics.median(r['times']) * 1e3:.0f}" for r in results[impl])
+    print(f"  {impl} per-round median ms/step: {rounds}")
   ratio = t_step / j_step
   print(f"ratio plm_jax / pytorch tokens/s: {ratio:.2f}x (target >= 1.5x: "
         f"{'met' if ratio >= 1.5 else 'NOT met'})")
