@@ -122,3 +122,20 @@ def test_xla_partitioner_repro_dense_then_tied_einsum():
   ks, es, bs = NS(mesh, P("fsdp", "tensor")), NS(mesh, P("tensor", "fsdp")), NS(mesh, P(("data", "fsdp")))
   got = jax.jit(jax.grad(loss), in_shardings=(ks, es, bs, bs), out_shardings=ks)(k, emb, x, lab)
   np.testing.assert_allclose(np.asarray(got), ref, atol=1e-5)
+
+
+def test_dropout_mask_is_the_same_on_any_mesh():
+  """The hashed dropout mask depends on the global element index only, not on the layout."""
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # pylint: disable=import-outside-toplevel
+  from plm_jax.layers import common  # pylint: disable=import-outside-toplevel
+  x = jax.random.normal(jax.random.PRNGKey(0), (8, 16, 32))
+  key = jax.random.PRNGKey(5)
+  single = np.asarray(jax.jit(common.dropout, static_argnums=2)(key, x, 0.3))
+  assert 0 < np.sum(single == 0) < single.size
+  mesh = Mesh(np.asarray(jax.devices()[:8]).reshape(4, 2), ("a", "b"))
+  for spec in (P("a", None, "b"), P(None, "b", "a")):
+    sharded_x = jax.device_put(x, NamedSharding(mesh, spec))
+    y = jax.jit(common.dropout, static_argnums=2,
+                out_shardings=NamedSharding(mesh, spec))(key, sharded_x, 0.3)
+    assert len(y.addressable_shards) == 8
+    np.testing.assert_array_equal(np.asarray(y), single)
