@@ -33,6 +33,12 @@ class Reporter:
     self._writer = None
     if tensorboard and self.is_chief:
       import tensorflow as tf  # pylint: disable=import-outside-toplevel
+      try:
+        import tensorboard  # pylint: disable=import-outside-toplevel,unused-import
+      except ImportError as e:
+        # Without it tf.summary only fails at the first write, after compiling.
+        raise RuntimeError("TensorBoard logging needs the 'tensorboard' package: "
+                           "pip install -r requirements.txt") from e
       self._tf = tf
       self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
     self._last_time: Optional[float] = None
