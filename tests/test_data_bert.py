@@ -190,3 +190,16 @@ def test_feature_converter_rejects_bad_features():
   ds = tf.data.Dataset.from_tensors({"input_ids": tf.zeros([L], tf.int64)})
   with pytest.raises(ValueError):
     feature_converters.BertPretrainFeatureConverter()(ds, {"inputs": L, "masked_lm": P})
+
+
+def test_greedy_take_skips_words_that_overflow_and_tries_later_ones():
+  from plm_jax.data import preprocessors  # pylint: disable=import-outside-toplevel
+  def take(lengths, valid, budget, unit=False):
+    return preprocessors.greedy_take(tf.constant(lengths, tf.int32), tf.constant(valid),
+                                     tf.constant(budget, tf.int32), unit_lengths=unit).numpy().tolist()
+  # 2 fits (2), the next 2 would make 4 > 3 and is skipped, 1 still fits (3).
+  assert take([2, 2, 1, 1], [True] * 4, 3) == [True, False, True, False]
+  assert take([3, 1, 2, 1], [True] * 4, 3) == [True, False, False, False]
+  assert take([4, 1, 1], [True] * 3, 3) == [False, True, True]
+  assert take([1, 1, 1], [True, False, True], 2) == [True, False, True]   # invalid never taken
+  assert take([1, 1, 1, 1], [True] * 4, 2, unit=True) == [True, True, False, False]

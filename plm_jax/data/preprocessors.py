@@ -150,6 +150,28 @@ def create_instances(dataset: tf.data.Dataset, *, seq_length: int, group_size: i
 
 # ---- masking (TF ops) ----------------------------------------------------------------------
 
+def greedy_take(lengths: tf.Tensor, valid: tf.Tensor, budget: tf.Tensor,
+                unit_lengths: bool = False) -> tf.Tensor:
+  """Which words to take, visiting them in order: [N] bool.
+
+  A valid word is taken when the lengths taken so far plus its own stay
+  <= budget; a word that does not fit is skipped and later (shorter) words
+  are still tried, as BERT does. With unit_lengths (every word one token)
+  that is a running-sum test; otherwise a scan over the words.
+  """
+  if unit_lengths:
+    return (tf.cumsum(lengths) <= budget) & valid
+
+  def step(total, word):
+    length, ok = word
+    take = ok & (total + length <= budget)
+    return total + tf.where(take, length, 0), take
+
+  taken = tf.scan(lambda acc, w: step(acc[0], w), (lengths, valid),
+                  initializer=(tf.zeros([], lengths.dtype), tf.constant(False)))
+  return taken[1]
+
+
 def mask_tokens(dataset: tf.data.Dataset, *, max_predictions: int, mask_rate: float,
                 mask_token_prob: float, random_token_prob: float, whole_word_masking: bool,
                 cls_id: int, sep_id: int, pad_id: int, mask_id: int,
@@ -162,11 +184,10 @@ def mask_tokens(dataset: tf.data.Dataset, *, max_predictions: int, mask_rate: fl
   [MASK], random_token_prob a uniformly drawn non-special id, the rest stay.
 
   Words are the masking unit: each token is a word, or with whole-word masking
-  a token plus the following '##' pieces. Words are visited in random order
-  and taken while the running total stays <= num_to_predict. Deviation from
-  BERT: BERT skips a word that would overflow and tries later words; here the
-  first overflowing word ends the selection (no per-example loop), so with
-  whole-word masking an example can get slightly fewer predictions.
+  a token plus the following '##' pieces. Words are visited in random order;
+  as in BERT's create_masked_lm_predictions, a word is taken if it still fits
+  (running total + its length <= num_to_predict) and skipped otherwise, and
+  later words are still tried (see `greedy_take`).
   """
   is_cont = tf.constant(is_continuation, tf.bool)
   repl = tf.constant(replacement_ids, tf.int32)
@@ -192,8 +213,8 @@ def mask_tokens(dataset: tf.data.Dataset, *, max_predictions: int, mask_rate: fl
     valid_word = tf.range(length) < num_words
     scores = tf.where(valid_word, tf.random.stateless_uniform([length], seeds[0]), 2.0)
     order = tf.argsort(scores)                            # valid words first, shuffled
-    take_in_order = (tf.cumsum(tf.gather(word_len, order)) <= num_to_predict) & \
-        tf.gather(valid_word, order)
+    take_in_order = greedy_take(tf.gather(word_len, order), tf.gather(valid_word, order),
+                                num_to_predict, unit_lengths=not whole_word_masking)
     take_word = tf.scatter_nd(order[:, None], tf.cast(take_in_order, tf.int32), [length]) > 0
     chosen = cand & tf.gather(take_word, tf.maximum(word_id, 0))
 
