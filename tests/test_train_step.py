@@ -45,6 +45,23 @@ def test_two_micro_batches_of_4_equal_one_batch_of_8(make):
   np.testing.assert_allclose(m1["grad_norm"], m2["grad_norm"], rtol=1e-4)
 
 
+def test_bert_mlm_plus_nsp_gradients_accumulate_exactly():
+  """MLM mean over masked tokens + NSP mean over examples: micro-batches differ in
+  masked-token counts, so per-micro-batch means would not add up; normalizers do."""
+  c = train_fakes.tiny_bert_config()
+  assert c.mlm.nsp
+  objective = train_fakes.FixedVocabBert(c)
+  batch = train_fakes.bert_batches(1, seed=5)[0]
+  counts = batch["masked_lm_weights"].reshape(-1, 4, batch["masked_lm_weights"].shape[-1])
+  assert len(set(counts.sum(axis=(0, 2)).tolist())) > 1, "micro-batches should differ in count"
+  g1, m1 = _one_step(objective, batch, 1, optax.sgd(1.0))
+  g4, m4 = _one_step(objective, batch, 4, optax.sgd(1.0))
+  for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g4)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+  np.testing.assert_allclose(m1["loss"], m4["loss"], rtol=1e-5)
+  np.testing.assert_allclose(m1["loss"], m1["mlm_loss"] + m1["nsp_loss"], rtol=1e-5)
+
+
 def test_bert_nsp_metrics_accumulate_exactly():
   c = train_fakes.tiny_bert_config()
   objective = train_fakes.FixedVocabBert(c)

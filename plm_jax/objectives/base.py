@@ -67,7 +67,25 @@ class Objective(abc.ABC):
   @abc.abstractmethod
   def loss_fn(self, params: Any, batch: Batch, rng: Optional[jax.Array],
               deterministic: bool) -> Tuple[jax.Array, Metrics]:
-    """Mean loss for the batch and its metrics as (sum, weight) pairs."""
+    """Mean loss for the batch and its metrics as (sum, weight) pairs.
+
+    An objective that defines `loss_normalizers` also takes a keyword
+    argument `normalizers` (that method's dict, or None for this batch's own).
+    """
+
+  def loss_normalizers(self, batch: Batch) -> Optional[Dict[str, jax.Array]]:
+    """Denominators of the loss's means, computed from a whole batch, or None.
+
+    For a loss that is a sum of means over different items (BERT: MLM over
+    masked tokens + NSP over examples), gradient accumulation computes these
+    once on the global batch and passes them to `loss_fn(..., normalizers=)`
+    for every micro-batch; the micro-batch losses (and their gradients) then
+    add up to the whole batch's exactly. None (the default): the step weights
+    each micro-batch by its 'loss' metric's weight instead, which is exact for
+    a loss that is one mean.
+    """
+    del batch
+    return None
 
   @abc.abstractmethod
   def get_dataset(self, split: str, batch_size: int, seed: int,

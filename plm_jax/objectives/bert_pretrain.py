@@ -86,8 +86,17 @@ class BertMlmNsp(Objective):
     return variables["params"]
 
   # ---- loss -----------------------------------------------------------------------
+  def loss_normalizers(self, batch: Batch) -> Dict[str, jax.Array]:
+    """MLM: the number of masked tokens (weights); NSP: the number of examples."""
+    return {"mlm": jnp.maximum(jnp.sum(batch["masked_lm_weights"].astype(jnp.float32)), 1e-8),
+            "nsp": jnp.asarray(batch["next_sentence_label"].shape[0], jnp.float32)}
+
   def loss_fn(self, params: Any, batch: Batch, rng: Optional[jax.Array],
-              deterministic: bool) -> Tuple[jax.Array, Metrics]:
+              deterministic: bool, normalizers: Optional[Dict[str, jax.Array]] = None
+              ) -> Tuple[jax.Array, Metrics]:
+    """MLM mean over masked tokens + NSP mean over examples, over this batch, or
+    over the batch that `normalizers` (see loss_normalizers) was computed from."""
+    norm = normalizers or self.loss_normalizers(batch)
     rngs = {} if (deterministic or rng is None) else {"dropout": rng}
     out = self.make_model(deterministic).apply(
         {"params": params}, batch["input_ids"], batch["token_type_ids"],
@@ -98,7 +107,7 @@ class BertMlmNsp(Objective):
     mlm_nll, mlm_correct = _cross_entropy(out["mlm_logits"], batch["masked_lm_ids"])
     mlm_sum = jnp.sum(mlm_nll * weights)
     mlm_weight = jnp.sum(weights)
-    mlm_loss = mlm_sum / jnp.maximum(mlm_weight, 1e-8)
+    mlm_loss = mlm_sum / norm["mlm"]
     metrics = {
         "mlm_loss": (mlm_sum, mlm_weight),
         "mlm_accuracy": (jnp.sum(mlm_correct * weights), mlm_weight),
@@ -108,13 +117,13 @@ class BertMlmNsp(Objective):
       labels = batch["next_sentence_label"]                                 # [B]
       nsp_nll, nsp_correct = _cross_entropy(out["nsp_logits"], labels)
       count = jnp.asarray(labels.shape[0], jnp.float32)
-      nsp_loss = jnp.sum(nsp_nll) / count
+      nsp_loss = jnp.sum(nsp_nll) / norm["nsp"]
       loss = loss + nsp_loss
       metrics["nsp_loss"] = (jnp.sum(nsp_nll), count)
       metrics["nsp_accuracy"] = (jnp.sum(nsp_correct), count)
-    # Weighted by the number of masked tokens, so gradient accumulation (which
-    # weights micro-batches by this weight) reproduces the MLM mean exactly.
-    metrics["loss"] = (loss * mlm_weight, mlm_weight)
+    # With normalizers, this micro-batch's share of the whole batch's loss;
+    # the train step adds the shares up (weight 1 in all).
+    metrics["loss"] = (loss, jnp.ones((), jnp.float32))
     return loss, metrics
 
   # ---- data -----------------------------------------------------------------------

@@ -6,9 +6,12 @@ train_step(state, batch, base_rng) -> (state, metrics)
   * with `grad_accum_steps = A > 1` the global batch [B, ...] is split into A
     micro-batches of B/A examples (example i goes to micro-batch i % A, so every
     device's shard feeds every micro-batch) and `lax.scan` sums their gradients
-    and (sum, weight) metrics. Each micro-batch gradient is weighted by the
-    weight of its 'loss' metric, so a loss that is a mean over w_i items
-    accumulates to the exact mean over all sum(w_i) items.
+    and (sum, weight) metrics. The result equals one step on the whole batch:
+    where the objective has `loss_normalizers`, they are computed once on the
+    whole batch and every micro-batch loss is its share of the whole batch's
+    loss (exact for a sum of means, e.g. MLM + NSP); otherwise each micro-batch
+    gradient is weighted by the weight of its 'loss' metric, so a loss that is
+    one mean over w_i items accumulates to the exact mean over all sum(w_i).
 metrics are a dict name -> (sum, weight) of float32 scalars (see
 plm_jax.objectives.base).
 """
@@ -57,10 +60,13 @@ def train_step(state: TrainState, batch: Batch, base_rng: jax.Array, *,
                ) -> Tuple[TrainState, Metrics]:
   rng = jax.random.fold_in(base_rng, state.step)
 
+  normalizers = objective.loss_normalizers(batch) if grad_accum_steps > 1 else None
+
   def grads_and_metrics(params, micro_batch, micro_rng):
     def loss(p):
+      extra = {} if normalizers is None else {"normalizers": normalizers}
       with nn.logical_axis_rules(rules):
-        return objective.loss_fn(p, micro_batch, micro_rng, deterministic=False)
+        return objective.loss_fn(p, micro_batch, micro_rng, deterministic=False, **extra)
     (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params)
     metrics = {k: (jnp.asarray(s, jnp.float32), jnp.asarray(w, jnp.float32))
                for k, (s, w) in metrics.items()}
@@ -78,14 +84,19 @@ def train_step(state: TrainState, batch: Batch, base_rng: jax.Array, *,
       g_acc, m_acc, w_acc = carry
       index, micro_batch = xs
       g, m = grads_and_metrics(state.params, micro_batch, jax.random.fold_in(rng, index))
-      w = _loss_weight(m)
+      # With normalizers the micro-batch losses are shares of one loss: plain sum.
+      w = _loss_weight(m) if normalizers is None else jnp.ones((), jnp.float32)
       g_acc = jax.tree_util.tree_map(lambda a, b: a + w * b, g_acc, g)
       return (g_acc, _add(m_acc, m), w_acc + w), None
 
     init = (zeros(g_shape), zeros(m_shape), jnp.zeros((), jnp.float32))
     (g_sum, metrics, w_sum), _ = jax.lax.scan(
         body, init, (jnp.arange(grad_accum_steps), micro))
-    grads = jax.tree_util.tree_map(lambda g: g / jnp.maximum(w_sum, 1e-12), g_sum)
+    if normalizers is None:
+      grads = jax.tree_util.tree_map(lambda g: g / jnp.maximum(w_sum, 1e-12), g_sum)
+    else:
+      grads = g_sum
+      metrics = dict(metrics, loss=(metrics["loss"][0], jnp.ones((), jnp.float32)))
 
   new_state = state.apply_gradients(grads, tx)
   metrics = dict(metrics)
