@@ -30,6 +30,7 @@ from typing import Callable, Iterator, Optional, Tuple
 
 import seqio
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from plm_jax.data import builtin
 from plm_jax.data import corpora
@@ -112,8 +113,11 @@ def _make_source(corpus: dict) -> seqio.DataSource:
   if corpus["type"] == "tfds":
     if not corpus["tfds_name"]:
       raise ValueError("config.data.corpus.tfds_name is empty (needed when corpus.type='tfds')")
+    # seqio insists on 'name:version'; an unversioned name (e.g. wikipedia/20230601.en) gets
+    # '*.*.*', which TFDS resolves to the builder's default version as tfds.builder(name) would.
+    name = corpus["tfds_name"] if ":" in corpus["tfds_name"] else corpus["tfds_name"] + ":*.*.*"
     return seqio.TfdsDataSource(
-        tfds_name=corpus["tfds_name"], tfds_data_dir=corpus["tfds_data_dir"] or None,
+        tfds_name=name, tfds_data_dir=corpus["tfds_data_dir"] or None,
         splits={"train": corpus["tfds_train_split"], "validation": corpus["tfds_eval_split"]})
   raise ValueError(f"config.data.corpus.type: unknown type {corpus['type']!r}; "
                    "choose builtin, text or tfds")
@@ -206,12 +210,19 @@ def get_dataset(config, split: str, batch_size: int, seed: int, shard_index: int
   task = register_task(config)
   train = split == "train"
   shuffle = train and int(config.data.shuffle_buffer) > 0
-  ds = task.get_dataset(
-      sequence_length=None, split=split, use_cached=False, shuffle=shuffle,
-      shuffle_buffer_size=int(config.data.shuffle_buffer) if shuffle else None,
-      seed=int(seed) if train else EVAL_SEED,
-      shard_info=seqio.ShardInfo(index=shard_index, num_shards=num_shards),
-      num_epochs=num_epochs, trim_output_features=False, try_in_mem_cache=False)
+  try:
+    ds = task.get_dataset(
+        sequence_length=None, split=split, use_cached=False, shuffle=shuffle,
+        shuffle_buffer_size=int(config.data.shuffle_buffer) if shuffle else None,
+        seed=int(seed) if train else EVAL_SEED,
+        shard_info=seqio.ShardInfo(index=shard_index, num_shards=num_shards),
+        num_epochs=num_epochs, trim_output_features=False, try_in_mem_cache=False)
+  except tfds.core.DatasetNotFoundError:   # its message lists every TFDS dataset there is
+    c = config.data.corpus
+    raise ValueError(
+        f"config.data.corpus.tfds_name={c.tfds_name!r}: no such TFDS dataset (searched "
+        f"config.data.corpus.tfds_data_dir={c.tfds_data_dir!r} and the registered builders); "
+        "check the name, or prepare it in tfds_data_dir") from None
   converter = feature_converters.BertPretrainFeatureConverter()
   ds = converter(ds, {"inputs": int(config.data.seq_length),
                       "masked_lm": int(config.mlm.max_predictions)})
