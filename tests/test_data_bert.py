@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import mlm_batches
 from configs import bert
 from plm_jax.data import bert_pretrain
 from plm_jax.data import builtin
@@ -24,18 +25,7 @@ def _config(**mlm):
   return c
 
 
-def _take(ds, n):
-  out = [b for _, b in zip(range(n), ds.as_numpy_iterator())]
-  return {k: np.concatenate([b[k] for b in out]) for k in out[0]}
-
-
-def _originals(b):
-  """Input ids with the masked positions restored to their targets."""
-  ids = b["input_ids"].copy()
-  for i in range(len(ids)):
-    w = b["masked_lm_weights"][i] > 0
-    ids[i, b["masked_lm_positions"][i][w]] = b["masked_lm_ids"][i][w]
-  return ids
+_take, _originals = mlm_batches.take, mlm_batches.originals
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import mlm_batches
 from configs import bert
 from plm_jax.data import bert_pretrain
 from plm_jax.data import paths
@@ -100,19 +101,7 @@ def _config(data_dir, name=NAME + ":1.0.0"):
   return c
 
 
-def _take(ds, n=None):
-  it = ds.as_numpy_iterator()
-  out = list(it) if n is None else [b for _, b in zip(range(n), it)]
-  return {k: np.concatenate([b[k] for b in out]) for k in out[0]}
-
-
-def _originals(b):
-  """Input ids with the masked positions restored to their targets."""
-  ids = b["input_ids"].copy()
-  for i in range(len(ids)):
-    w = b["masked_lm_weights"][i] > 0
-    ids[i, b["masked_lm_positions"][i][w]] = b["masked_lm_ids"][i][w]
-  return ids
+_take, _originals = mlm_batches.take, mlm_batches.originals
 
 
 def _segments(ids, sep):
