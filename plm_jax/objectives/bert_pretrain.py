@@ -121,8 +121,8 @@ class BertMlmNsp(Objective):
       loss = loss + nsp_loss
       metrics["nsp_loss"] = (jnp.sum(nsp_nll), count)
       metrics["nsp_accuracy"] = (jnp.sum(nsp_correct), count)
-    # With normalizers, this micro-batch's share of the whole batch's loss;
-    # the train step adds the shares up (weight 1 in all).
+    # This batch's loss with weight 1; with normalizers, this micro-batch's
+    # share of the whole batch's loss (the train step adds the shares up).
     metrics["loss"] = (loss, jnp.ones((), jnp.float32))
     return loss, metrics
 
