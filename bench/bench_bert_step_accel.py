@@ -27,33 +27,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
-VOCAB = 30522  # BERT uncased; the batch is synthetic, no vocabulary file is read
+import bench_bert_step as cpu_bench  # pylint: disable=wrong-import-position
+
+VOCAB = cpu_bench.BERT_UNCASED_VOCAB  # synthetic batches: no vocabulary file is read
 
 
-def _setup(size, batch, seq, preds, dtype, devices, dropout=True):
-  import jax  # pylint: disable=import-outside-toplevel
-  from configs import bert as bert_configs  # pylint: disable=import-outside-toplevel
-  from plm_jax.objectives.base import get_objective  # pylint: disable=import-outside-toplevel
-  from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
-  config = bert_configs.get_config(size)
-  config.data.seq_length = seq
-  config.mlm.max_predictions = preds
-  config.train.batch_size = batch
-  config.optimizer.warmup_steps = 10
-  config.model.dtype = dtype
-  config.model.max_position_embeddings = max(seq, 512)
-  if not dropout:
-    config.model.hidden_dropout_rate = config.model.attention_dropout_rate = 0.0
-  objective = get_objective(config)
-  objective._vocab_size = VOCAB  # pylint: disable=protected-access  (no vocabulary file here)
-  return trainer.build_setup(config, devices=devices, objective=objective), jax
-
-
-def check(args) -> float:
-  """Max relative gradient error, accelerator vs CPU, tiny config with dropout."""
-  import jax  # pylint: disable=import-outside-toplevel
+def check() -> float:
+  """Max relative gradient error, accelerator vs CPU, tiny config, dropout off and on."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  import bench_bert_step as cpu_bench  # pylint: disable=import-outside-toplevel
   batch_np = cpu_bench.make_batch(np.random.default_rng(0), VOCAB, 4, 64, 8)
   worst = 0.0
   for dropout in (False, True):  # dropout off first: a mismatch there is not the mask
@@ -66,7 +47,8 @@ def _check_one(batch_np, dropout) -> float:
   import numpy as np  # pylint: disable=import-outside-toplevel
   results = {}
   for backend in ("cpu", jax.default_backend()):
-    setup, _ = _setup("tiny", 4, 64, 8, "float32", jax.devices(backend)[:1], dropout=dropout)
+    setup = cpu_bench.jax_setup("tiny", 4, 64, 8, vocab_size=VOCAB,
+                                devices=jax.devices(backend)[:1], dropout=dropout)
     state = setup.init_fn(jax.random.PRNGKey(0))
     batch = jax.device_put(batch_np, jax.devices(backend)[0])
     grad_fn = jax.jit(jax.value_and_grad(
@@ -93,68 +75,6 @@ def _check_one(batch_np, dropout) -> float:
   for err, name, a, b in errors[:4]:
     print(f"  {err:.2e} {name} (max |g| cpu {a:.3e}, accelerator {b:.3e})", flush=True)
   return errors[0][0]
-
-
-def jax_time(args, dtype):
-  import jax  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  import bench_bert_step as cpu_bench  # pylint: disable=import-outside-toplevel
-  from plm_jax.train import step as step_lib, trainer  # pylint: disable=import-outside-toplevel
-  batch_np = cpu_bench.make_batch(np.random.default_rng(0), VOCAB, args.batch, args.seq,
-                                  args.predictions)
-  setup, _ = _setup(args.size, args.batch, args.seq, args.predictions, dtype, jax.devices()[:1])
-  fn = step_lib.jit_train_step(setup.objective, setup.tx, setup.mesh, setup.state_shardings,
-                               1, setup.rules)
-  state = setup.init_fn(jax.random.PRNGKey(0))
-  gbatch = trainer.global_batch(batch_np, setup.objective.batch_spec(args.batch),
-                                step_lib.sharding_lib.batch_sharding(setup.mesh))
-  holder = {"state": state}
-
-  def one():
-    holder["state"], metrics = fn(holder["state"], gbatch, jax.random.PRNGKey(1))
-    jax.block_until_ready((holder["state"], metrics))
-    return float(metrics["loss"][0] / metrics["loss"][1])
-
-  return _time(one, args), batch_np
-
-
-def torch_time(args, dtype, batch_np):
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  import torch  # pylint: disable=import-outside-toplevel
-  import transformers  # pylint: disable=import-outside-toplevel
-  from configs import bert as bert_configs  # pylint: disable=import-outside-toplevel
-  cfg = bert_configs.get_config(args.size).model
-  dev = torch.device("cuda")
-  # jax's default float32 matmul on Ampere/Hopper GPUs uses TF32; give PyTorch
-  # the same (its default is full float32 matmuls).
-  torch.backends.cuda.matmul.allow_tf32 = True
-  torch.backends.cudnn.allow_tf32 = True
-  torch.manual_seed(0)
-  model = transformers.BertForPreTraining(transformers.BertConfig(
-      vocab_size=VOCAB, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-      num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
-      max_position_embeddings=max(args.seq, 512), hidden_dropout_prob=cfg.hidden_dropout_rate,
-      attention_probs_dropout_prob=cfg.attention_dropout_rate)).to(dev)
-  model.train()
-  opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6, fused=True)
-  t = lambda k: torch.from_numpy(batch_np[k].astype(np.int64)).to(dev)
-  labels = torch.full_like(t("input_ids"), -100)
-  labels.scatter_(1, t("masked_lm_positions"), t("masked_lm_ids"))
-  inputs = dict(input_ids=t("input_ids"), token_type_ids=t("token_type_ids"),
-                attention_mask=t("attention_mask"), labels=labels,
-                next_sentence_label=t("next_sentence_label"))
-
-  def one():
-    opt.zero_grad(set_to_none=True)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-      loss = model(**inputs).loss
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    torch.cuda.synchronize()
-    return float(loss.detach())
-
-  return _time(one, args)
 
 
 def _time(one, args):
@@ -187,14 +107,19 @@ def main(argv=None):
     sys.exit("bench_bert_step_accel: no accelerator (jax.default_backend() is 'cpu'); "
              "use bench/bench_bert_step.py on CPU")
   print(f"device: {jax.devices()[0].device_kind} ({backend}), jax {jax.__version__}", flush=True)
-  worst = check(args)
+  worst = check()
   tokens = args.batch * args.seq
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  batch_np = cpu_bench.make_batch(np.random.default_rng(0), VOCAB, args.batch, args.seq,
+                                  args.predictions)
   for dtype in [] if args.check_only else args.dtypes.split(","):
-    (j_step, j_loss), batch_np = jax_time(args, dtype)
+    j_step, j_loss = _time(cpu_bench.jax_step(args.size, batch_np, vocab_size=VOCAB,
+                                              dtype=dtype)[0], args)
     line = (f"{args.size} {args.batch}x{args.seq} {dtype}: plm_jax {j_step * 1e3:7.1f} ms/step "
             f"{tokens / j_step:9,.0f} tokens/s (loss {j_loss:.3f})")
     if args.torch:
-      t_step, t_loss = torch_time(args, dtype, batch_np)
+      t_step, t_loss = _time(cpu_bench.torch_step(args.size, batch_np, vocab_size=VOCAB,
+                                                   device="cuda", dtype=dtype), args)
       line += (f" | pytorch {t_step * 1e3:7.1f} ms/step {tokens / t_step:9,.0f} tokens/s "
                f"(loss {t_loss:.3f}) | ratio {t_step / j_step:.2f}x")
     print(line, flush=True)

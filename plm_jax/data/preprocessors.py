@@ -162,14 +162,14 @@ def greedy_take(lengths: tf.Tensor, valid: tf.Tensor, budget: tf.Tensor,
   if unit_lengths:
     return (tf.cumsum(lengths) <= budget) & valid
 
-  def step(total, word):
+  def step(carry, word):  # carry: (total taken so far, previous word taken)
     length, ok = word
-    take = ok & (total + length <= budget)
-    return total + tf.where(take, length, 0), take
+    take = ok & (carry[0] + length <= budget)
+    return carry[0] + tf.where(take, length, 0), take
 
-  taken = tf.scan(lambda acc, w: step(acc[0], w), (lengths, valid),
-                  initializer=(tf.zeros([], lengths.dtype), tf.constant(False)))
-  return taken[1]
+  _, taken = tf.scan(step, (lengths, valid),
+                     initializer=(tf.zeros([], lengths.dtype), tf.constant(False)))
+  return taken
 
 
 def mask_tokens(dataset: tf.data.Dataset, *, max_predictions: int, mask_rate: float,
