@@ -27,7 +27,7 @@ def _batch(cfg, batch=3, length=10, seed=0):
 
 def _init(cfg, model_cls=BertForPreTraining):
   ids, types, mask = _batch(cfg)
-  return model_cls(cfg).init(KEY, ids, types, mask)["params"]
+  return model_cls(cfg).init(KEY, input_ids=ids, token_type_ids=types, attention_mask=mask)["params"]
 
 
 def closed_form_param_count(c):
@@ -96,19 +96,19 @@ def test_output_shapes_and_masked_positions_gather():
   ids, types, mask = _batch(cfg)
   model = BertForPreTraining(cfg)
   params = _init(cfg)
-  full = model.apply({"params": params}, ids, types, mask)
-  assert full["sequence_output"].shape == (3, 10, 12)
-  assert full["pooled_output"].shape == (3, 12)
-  assert full["mlm_logits"].shape == (3, 10, 41)
-  assert full["nsp_logits"].shape == (3, 2)
+  full = model.apply({"params": params}, input_ids=ids, token_type_ids=types, attention_mask=mask)
+  assert full["last_hidden_state"].shape == (3, 10, 12)
+  assert full["pooler_output"].shape == (3, 12)
+  assert full["prediction_logits"].shape == (3, 10, 41)
+  assert full["seq_relationship_logits"].shape == (3, 2)
   positions = jnp.array([[0, 3, 9, 1], [2, 2, 5, 0], [1, 0, 0, 0]])
-  sub = model.apply({"params": params}, ids, types, mask, masked_lm_positions=positions)
-  assert sub["mlm_logits"].shape == (3, 4, 41)
-  expected = np.take_along_axis(np.asarray(full["mlm_logits"]), np.asarray(positions)[..., None], 1)
-  np.testing.assert_allclose(np.asarray(sub["mlm_logits"]), expected, atol=1e-5)
-  backbone = BertModel(cfg).apply({"params": params["bert"]}, ids, types, mask)
-  np.testing.assert_allclose(np.asarray(backbone[0]), np.asarray(full["sequence_output"]), atol=1e-6)
-  np.testing.assert_allclose(np.asarray(backbone[1]), np.asarray(full["pooled_output"]), atol=1e-6)
+  sub = model.apply({"params": params}, input_ids=ids, token_type_ids=types, attention_mask=mask, masked_lm_positions=positions)
+  assert sub["prediction_logits"].shape == (3, 4, 41)
+  expected = np.take_along_axis(np.asarray(full["prediction_logits"]), np.asarray(positions)[..., None], 1)
+  np.testing.assert_allclose(np.asarray(sub["prediction_logits"]), expected, atol=1e-5)
+  backbone = BertModel(cfg).apply({"params": params["bert"]}, input_ids=ids, token_type_ids=types, attention_mask=mask)
+  np.testing.assert_allclose(np.asarray(backbone["last_hidden_state"]), np.asarray(full["last_hidden_state"]), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(backbone["pooler_output"]), np.asarray(full["pooler_output"]), atol=1e-6)
 
 
 def test_mlm_positions_are_projected_only_there():
@@ -117,7 +117,8 @@ def test_mlm_positions_are_projected_only_there():
   ids, types, mask = _batch(cfg)
   params = _init(cfg)
   positions = jnp.zeros((3, 2), jnp.int32)
-  fn = lambda p: BertForPreTraining(cfg).apply({"params": p}, ids, types, mask, positions)
+  fn = lambda p: BertForPreTraining(cfg).apply({"params": p}, input_ids=ids, token_type_ids=types, attention_mask=mask,
+                                                    masked_lm_positions=positions)
   text = jax.jit(fn).lower(params).as_text()
   assert "3x2x41" in text
   assert "3x10x41" not in text
@@ -128,10 +129,10 @@ def test_scan_layers_same_outputs_after_restacking():
   ids, types, mask = _batch(cfg)
   params = nn.unbox(_init(cfg))
   trees = [params["bert"]["encoder"].pop(f"layers_{i}") for i in range(3)]
-  out = BertForPreTraining(cfg).apply({"params": nn.unbox(_init(cfg))}, ids, types, mask)
+  out = BertForPreTraining(cfg).apply({"params": nn.unbox(_init(cfg))}, input_ids=ids, token_type_ids=types, attention_mask=mask)
   params["bert"]["encoder"]["layers"] = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *trees)
   out_scan = BertForPreTraining(cfg.replace(scan_layers=True)).apply(
-      {"params": params}, ids, types, mask)
+      {"params": params}, input_ids=ids, token_type_ids=types, attention_mask=mask)
   for k in out:
     np.testing.assert_allclose(np.asarray(out[k]), np.asarray(out_scan[k]), atol=1e-5, err_msg=k)
 
@@ -141,12 +142,12 @@ def test_bfloat16_compute_float32_params_and_outputs():
   ids, types, mask = _batch(cfg)
   params = _init(cfg)
   assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(nn.unbox(params)))
-  out16 = BertForPreTraining(cfg).apply({"params": params}, ids, types, mask)
-  out32 = BertForPreTraining(TINY).apply({"params": params}, ids, types, mask)
+  out16 = BertForPreTraining(cfg).apply({"params": params}, input_ids=ids, token_type_ids=types, attention_mask=mask)
+  out32 = BertForPreTraining(TINY).apply({"params": params}, input_ids=ids, token_type_ids=types, attention_mask=mask)
   for k in out16:
     assert out16[k].dtype == jnp.float32, k
     assert np.all(np.isfinite(np.asarray(out16[k])))
-  seq16, seq32 = np.asarray(out16["sequence_output"]), np.asarray(out32["sequence_output"])
+  seq16, seq32 = np.asarray(out16["last_hidden_state"]), np.asarray(out32["last_hidden_state"])
   assert 0 < np.abs(seq16 - seq32).max() < 0.25  # really bf16, yet close
   # The LayerNorm output is normalised in float32.
   np.testing.assert_allclose(seq16.mean(-1), np.asarray(
@@ -157,11 +158,11 @@ def test_dropout_only_when_not_deterministic():
   cfg = TINY.replace(hidden_dropout_rate=0.3, attention_dropout_rate=0.3)
   ids, types, mask = _batch(cfg)
   model, params = BertForPreTraining(cfg), _init(cfg)
-  run = lambda det, seed: model.apply({"params": params}, ids, types, mask, deterministic=det,
-                                      rngs={"dropout": jax.random.key(seed)})["sequence_output"]
+  run = lambda det, seed: model.apply({"params": params}, input_ids=ids, token_type_ids=types, attention_mask=mask, deterministic=det,
+                                      rngs={"dropout": jax.random.key(seed)})["last_hidden_state"]
   np.testing.assert_array_equal(np.asarray(run(True, 1)), np.asarray(run(True, 2)))
   np.testing.assert_array_equal(np.asarray(run(True, 1)),
-                                np.asarray(model.apply({"params": params}, ids, types, mask)["sequence_output"]))
+                                np.asarray(model.apply({"params": params}, input_ids=ids, token_type_ids=types, attention_mask=mask)["last_hidden_state"]))
   a, b = np.asarray(run(False, 1)), np.asarray(run(False, 2))
   assert not np.allclose(a, b)
   assert not np.allclose(a, np.asarray(run(True, 1)))
@@ -172,23 +173,24 @@ def test_padding_does_not_change_non_pad_positions():
   cfg = TINY
   ids, types, mask = _batch(cfg)
   model, params = BertForPreTraining(cfg), _init(cfg)
-  out = model.apply({"params": params}, ids, types, mask)
+  out = model.apply({"params": params}, input_ids=ids, token_type_ids=types, attention_mask=mask)
   # Different tokens/segments at the pad positions: nothing else changes.
   ids2 = jnp.where(mask > 0, ids, 7)
   types2 = jnp.where(mask > 0, types, 2)
-  out2 = model.apply({"params": params}, ids2, types2, mask)
+  out2 = model.apply({"params": params}, input_ids=ids2, token_type_ids=types2, attention_mask=mask)
   keep = np.asarray(mask) > 0
-  for k in ("sequence_output", "mlm_logits"):
+  for k in ("last_hidden_state", "prediction_logits"):
     np.testing.assert_allclose(np.asarray(out2[k])[keep], np.asarray(out[k])[keep], atol=1e-5, err_msg=k)
-  np.testing.assert_allclose(np.asarray(out2["pooled_output"]), np.asarray(out["pooled_output"]), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(out2["pooler_output"]), np.asarray(out["pooler_output"]), atol=1e-5)
   # Row 2 has 4 real tokens: the same as running those 4 tokens unpadded.
-  short = model.apply({"params": params}, ids[2:, :4], types[2:, :4], mask[2:, :4])
-  np.testing.assert_allclose(np.asarray(short["sequence_output"][0]),
-                             np.asarray(out["sequence_output"][2, :4]), atol=1e-5)
-  np.testing.assert_allclose(np.asarray(short["nsp_logits"][0]), np.asarray(out["nsp_logits"][2]), atol=1e-5)
+  short = model.apply({"params": params}, input_ids=ids[2:, :4], token_type_ids=types[2:, :4],
+                      attention_mask=mask[2:, :4])
+  np.testing.assert_allclose(np.asarray(short["last_hidden_state"][0]),
+                             np.asarray(out["last_hidden_state"][2, :4]), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(short["seq_relationship_logits"][0]), np.asarray(out["seq_relationship_logits"][2]), atol=1e-5)
   # Without the mask, pad tokens would matter (the test can see a difference).
-  nomask = model.apply({"params": params}, ids2, types2, None)["sequence_output"]
-  assert not np.allclose(np.asarray(nomask)[keep], np.asarray(out["sequence_output"])[keep], atol=1e-3)
+  nomask = model.apply({"params": params}, input_ids=ids2, token_type_ids=types2)["last_hidden_state"]
+  assert not np.allclose(np.asarray(nomask)[keep], np.asarray(out["last_hidden_state"])[keep], atol=1e-3)
 
 
 def test_family_registry_and_config_from_dict():

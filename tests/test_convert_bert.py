@@ -55,9 +55,10 @@ def _hf_outputs(model, ids, types, mask):
     out = model(torch.tensor(ids), attention_mask=torch.tensor(mask),
                 token_type_ids=torch.tensor(types), output_hidden_states=True)
   if isinstance(model, transformers.BertForPreTraining):
-    return dict(sequence_output=out.hidden_states[-1].numpy(), mlm_logits=out.prediction_logits.numpy(),
-                nsp_logits=out.seq_relationship_logits.numpy())
-  return dict(sequence_output=out.last_hidden_state.numpy(), pooled_output=out.pooler_output.numpy())
+    return dict(last_hidden_state=out.hidden_states[-1].numpy(),
+                prediction_logits=out.prediction_logits.numpy(),
+                seq_relationship_logits=out.seq_relationship_logits.numpy())
+  return dict(last_hidden_state=out.last_hidden_state.numpy(), pooler_output=out.pooler_output.numpy())
 
 
 def _max_errors(hf, ours):
@@ -76,16 +77,17 @@ def test_parity_with_transformers(tmp_path, kw, fmt):
   model, params = hf_bert.load_pretrained(str(tmp_path))
   assert isinstance(model, BertForPreTraining)
   ids, types, mask = _inputs(kw["vocab_size"])
-  ours = model.apply({"params": params}, jnp.asarray(ids), jnp.asarray(types), jnp.asarray(mask))
+  ours = model.apply({"params": params}, input_ids=jnp.asarray(ids), token_type_ids=jnp.asarray(types),
+                    attention_mask=jnp.asarray(mask))
   ref = _hf_outputs(hf, ids, types, mask)
   with torch.no_grad():
-    ref["pooled_output"] = hf.bert(torch.tensor(ids), attention_mask=torch.tensor(mask),
+    ref["pooler_output"] = hf.bert(torch.tensor(ids), attention_mask=torch.tensor(mask),
                                    token_type_ids=torch.tensor(types)).pooler_output.numpy()
   errors = _max_errors(ref, ours)
   print(f"parity {fmt} hidden={kw['hidden_size']}: {errors}")
   assert all(e < TOL for e in errors.values()), errors
   # The pad positions agree too (same additive-mask semantics as transformers).
-  assert ref["sequence_output"].std() > 0.5 and ref["mlm_logits"].std() > 0.5  # non-trivial values
+  assert ref["last_hidden_state"].std() > 0.5 and ref["prediction_logits"].std() > 0.5  # non-trivial values
 
 
 def test_scan_layers_import_and_stacked_export(tmp_path):
@@ -95,7 +97,8 @@ def test_scan_layers_import_and_stacked_export(tmp_path):
   assert model.config.scan_layers
   assert params["bert"]["encoder"]["layers"]["attention"]["query"]["kernel"].shape == (3, 36, 3, 12)
   ids, types, mask = _inputs(ODD["vocab_size"])
-  ours = model.apply({"params": params}, jnp.asarray(ids), jnp.asarray(types), jnp.asarray(mask))
+  ours = model.apply({"params": params}, input_ids=jnp.asarray(ids), token_type_ids=jnp.asarray(types),
+                    attention_mask=jnp.asarray(mask))
   errors = _max_errors(_hf_outputs(hf, ids, types, mask), ours)
   assert all(e < TOL for e in errors.values()), errors
   hf_bert.save_pretrained(params, model.config, str(tmp_path / "out"))  # stacked -> unrolled names
@@ -136,8 +139,10 @@ def test_backbone_checkpoint_without_prefix_and_heads(tmp_path):
   model, params = hf_bert.load_pretrained(str(tmp_path))
   assert isinstance(model, BertModel) and sorted(params) == ["embeddings", "encoder", "pooler"]
   ids, types, mask = _inputs(ODD["vocab_size"], seed=4)
-  seq, pooled = model.apply({"params": params}, jnp.asarray(ids), jnp.asarray(types), jnp.asarray(mask))
-  errors = _max_errors(_hf_outputs(hf, ids, types, mask), dict(sequence_output=seq, pooled_output=pooled))
+  ours = model.apply({"params": params}, input_ids=jnp.asarray(ids), token_type_ids=jnp.asarray(types),
+                    attention_mask=jnp.asarray(mask))
+  assert sorted(ours) == ["last_hidden_state", "pooler_output"]
+  errors = _max_errors(_hf_outputs(hf, ids, types, mask), ours)
   assert all(e < TOL for e in errors.values()), errors
   # Heads are only made up when asked for.
   with pytest.raises(ConversionError, match="mlm_head/transform/kernel"):
@@ -183,8 +188,8 @@ def test_real_minilm_checkpoint_matches_transformers():
     ref = hf(**{k: torch.tensor(v) for k, v in enc.items()}).last_hidden_state.numpy()
   model, params = hf_bert.load_pretrained(path)
   assert isinstance(model, BertModel)
-  seq, _ = model.apply({"params": params}, jnp.asarray(enc["input_ids"]),
-                       jnp.asarray(enc["token_type_ids"]), jnp.asarray(enc["attention_mask"]))
+  seq = model.apply({"params": params}, **{k: jnp.asarray(v) for k, v in enc.items()}
+                    )["last_hidden_state"]
   diff = np.abs(np.asarray(seq) - ref)
   keep = enc["attention_mask"] > 0
   print(f"MiniLM max abs diff: all positions {diff.max():.3g}, non-pad {diff[keep].max():.3g}, "

@@ -81,13 +81,14 @@ def test_bert_loss_matches_independent_reference():
   batch = {k: jnp.asarray(v) for k, v in train_fakes.bert_batches(1, seed=5)[0].items()}
   loss, metrics = objective.loss_fn(params, batch, None, deterministic=True)
   out = objective.make_model(True).apply(
-      {"params": params}, batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+      {"params": params}, input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
+      attention_mask=batch["attention_mask"],
       masked_lm_positions=batch["masked_lm_positions"], deterministic=True)
-  lp = np.asarray(jax.nn.log_softmax(np.asarray(out["mlm_logits"], np.float64)))
+  lp = np.asarray(jax.nn.log_softmax(np.asarray(out["prediction_logits"], np.float64)))
   ids, w = np.asarray(batch["masked_lm_ids"]), np.asarray(batch["masked_lm_weights"])
   nll = -np.take_along_axis(lp, ids[..., None], -1)[..., 0]
   mlm = (nll * w).sum() / w.sum()
-  lpn = np.asarray(jax.nn.log_softmax(np.asarray(out["nsp_logits"], np.float64)))
+  lpn = np.asarray(jax.nn.log_softmax(np.asarray(out["seq_relationship_logits"], np.float64)))
   nsp = -np.take_along_axis(lpn, np.asarray(batch["next_sentence_label"])[:, None], -1).mean()
   np.testing.assert_allclose(float(loss), mlm + nsp, rtol=1e-5)
   s, wt = metrics["mlm_loss"]

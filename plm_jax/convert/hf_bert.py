@@ -139,7 +139,7 @@ def model_for(cfg: BertConfig, with_heads: bool) -> nn.Module:
 
 def init_params(cfg: BertConfig, with_heads: bool, rng: jax.Array) -> Dict:
   ids = jnp.zeros((1, 2), jnp.int32)
-  return nn.unbox(model_for(cfg, with_heads).init(rng, ids, ids, ids)["params"])
+  return nn.unbox(model_for(cfg, with_heads).init(rng, ids)["params"])
 
 
 def _expected_shapes(cfg: BertConfig) -> Dict[str, Tuple[int, ...]]:
@@ -203,7 +203,7 @@ def import_hf(hf_dir: str, with_heads: Union[None, bool, str] = None, seed: int 
 
 def load_pretrained(path: str, with_heads: Union[None, bool, str] = None, dtype: str = "float32",
                     scan_layers: bool = False, seed: int = 0) -> Tuple[nn.Module, Dict]:
-  """HF BERT directory -> (model, params) with model.apply({'params': params}, ids, types, mask).
+  """HF BERT directory -> (model, params) with model.apply({'params': params}, input_ids=..., attention_mask=..., token_type_ids=...).
 
   model is BertForPreTraining when heads are loaded (see module doc), else BertModel.
   Params are float32 jax arrays; `dtype` is the compute dtype.

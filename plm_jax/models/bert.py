@@ -1,14 +1,16 @@
 """BERT (Devlin et al., 2019): post-LN Transformer encoder backbone.
 
-Contract (helpers: keep these names):
+Contract (arguments and output names as in Hugging Face transformers):
   BertConfig                frozen dataclass, fields = configs/bert.py `model` section
   BertConfig.from_dict(d)   from a ConfigDict/dict; unknown key -> ValueError naming it
-  BertModel(config)         __call__(input_ids, token_type_ids, attention_mask, deterministic=True)
-                            -> (sequence_output [B, L, H], pooled_output [B, H])
-  BertForPreTraining(config) __call__(input_ids, token_type_ids, attention_mask,
+  BertModel(config)         __call__(input_ids, attention_mask=None, token_type_ids=None,
+                            deterministic=True) -> dict with
+                            last_hidden_state [B, L, H], pooler_output [B, H]
+  BertForPreTraining(config) __call__(input_ids, attention_mask=None, token_type_ids=None,
                             masked_lm_positions=None, deterministic=True) -> dict with
-                            sequence_output, pooled_output, mlm_logits ([B, P, V] at the
-                            positions, or [B, L, V] when positions is None), nsp_logits [B, 2]
+                            last_hidden_state, pooler_output, prediction_logits ([B, P, V]
+                            at the positions, or [B, L, V] when positions is None),
+                            seq_relationship_logits [B, 2]
 """
 import dataclasses
 from typing import Any, Dict, Mapping, Optional
@@ -87,13 +89,14 @@ class BertModel(nn.Module):
     self.encoder = Encoder(cfg)
     self.pooler = BertPooler(cfg)
 
-  def __call__(self, input_ids: jax.Array, token_type_ids: Optional[jax.Array] = None,
-               attention_mask: Optional[jax.Array] = None, deterministic: bool = True):
-    """input_ids/token_type_ids/attention_mask [batch, length] ->
-    (sequence_output [batch, length, embed], pooled_output [batch, embed]), float32."""
+  def __call__(self, input_ids: jax.Array, attention_mask: Optional[jax.Array] = None,
+               token_type_ids: Optional[jax.Array] = None,
+               deterministic: bool = True) -> Dict[str, jax.Array]:
+    """input_ids/attention_mask/token_type_ids [batch, length] -> {last_hidden_state
+    [batch, length, embed], pooler_output [batch, embed]}, float32."""
     x = self.embeddings(input_ids, token_type_ids, deterministic=deterministic)
     x = self.encoder(x, padding_mask_bias(attention_mask), deterministic=deterministic)
-    return x, self.pooler(x)
+    return {"last_hidden_state": x, "pooler_output": self.pooler(x)}
 
   def attend(self, query: jax.Array) -> jax.Array:
     """Tied decoder: [..., embed] -> [..., vocab] via the word embedding table."""
@@ -144,17 +147,17 @@ class BertForPreTraining(nn.Module):
     self.nsp_head = dense(2, ("embed", None), cfg.initializer_range,
                           common.get_dtype(cfg.dtype), name=None)
 
-  def __call__(self, input_ids: jax.Array, token_type_ids: Optional[jax.Array] = None,
-               attention_mask: Optional[jax.Array] = None,
+  def __call__(self, input_ids: jax.Array, attention_mask: Optional[jax.Array] = None,
+               token_type_ids: Optional[jax.Array] = None,
                masked_lm_positions: Optional[jax.Array] = None,
                deterministic: bool = True) -> Dict[str, jax.Array]:
-    sequence_output, pooled_output = self.bert(
-        input_ids, token_type_ids, attention_mask, deterministic=deterministic)
+    out = self.bert(input_ids, attention_mask, token_type_ids, deterministic=deterministic)
+    sequence_output = out["last_hidden_state"]
     hidden = sequence_output
     if masked_lm_positions is not None:
       # Project only the P predicted positions onto the vocabulary, not every token.
       hidden = gather_positions(sequence_output, masked_lm_positions)  # [batch, P, embed]
     mlm_logits = self.mlm_head(hidden, self.bert.attend)
-    nsp_logits = self.nsp_head(pooled_output).astype(jnp.float32)  # [batch, 2]
-    return dict(sequence_output=sequence_output, pooled_output=pooled_output,
-                mlm_logits=mlm_logits, nsp_logits=nsp_logits)
+    nsp_logits = self.nsp_head(out["pooler_output"]).astype(jnp.float32)  # [batch, 2]
+    return dict(last_hidden_state=sequence_output, pooler_output=out["pooler_output"],
+                prediction_logits=mlm_logits, seq_relationship_logits=nsp_logits)

@@ -81,8 +81,8 @@ class BertMlmNsp(Objective):
     params_rng, dropout_rng = jax.random.split(rng)
     variables = self.make_model(True).init(
         {"params": params_rng, "dropout": dropout_rng},
-        dummy["input_ids"], dummy["token_type_ids"], dummy["attention_mask"],
-        masked_lm_positions=dummy["masked_lm_positions"], deterministic=True)
+        input_ids=dummy["input_ids"], attention_mask=dummy["attention_mask"],
+        token_type_ids=dummy["token_type_ids"], masked_lm_positions=dummy["masked_lm_positions"], deterministic=True)
     return variables["params"]
 
   # ---- loss -----------------------------------------------------------------------
@@ -99,12 +99,13 @@ class BertMlmNsp(Objective):
     norm = normalizers or self.loss_normalizers(batch)
     rngs = {} if (deterministic or rng is None) else {"dropout": rng}
     out = self.make_model(deterministic).apply(
-        {"params": params}, batch["input_ids"], batch["token_type_ids"],
-        batch["attention_mask"], masked_lm_positions=batch["masked_lm_positions"],
+        {"params": params}, input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"],
+        masked_lm_positions=batch["masked_lm_positions"],
         deterministic=deterministic, rngs=rngs)
 
     weights = batch["masked_lm_weights"].astype(jnp.float32)               # [B, P]
-    mlm_nll, mlm_correct = _cross_entropy(out["mlm_logits"], batch["masked_lm_ids"])
+    mlm_nll, mlm_correct = _cross_entropy(out["prediction_logits"], batch["masked_lm_ids"])
     mlm_sum = jnp.sum(mlm_nll * weights)
     mlm_weight = jnp.sum(weights)
     mlm_loss = mlm_sum / norm["mlm"]
@@ -115,7 +116,7 @@ class BertMlmNsp(Objective):
     loss = mlm_loss
     if self.config.mlm.nsp:
       labels = batch["next_sentence_label"]                                 # [B]
-      nsp_nll, nsp_correct = _cross_entropy(out["nsp_logits"], labels)
+      nsp_nll, nsp_correct = _cross_entropy(out["seq_relationship_logits"], labels)
       count = jnp.asarray(labels.shape[0], jnp.float32)
       nsp_loss = jnp.sum(nsp_nll) / norm["nsp"]
       loss = loss + nsp_loss
