@@ -166,14 +166,14 @@ def jax_setup(size, batch, seq, preds, *, vocab_size, dtype="float32", devices=N
     config.model.hidden_dropout_rate = config.model.attention_dropout_rate = 0.0
   objective = get_objective(config)
   # The batches are synthetic: the vocabulary's size is all the model needs.
-  objective._vocab_size = vocab_size  # pylint: disable=protected-access
+  objective.vocab_size = lambda: vocab_size
   return trainer.build_setup(config, devices=devices or jax.devices()[:1], objective=objective)
 
 
 def jax_step(size, batch_np, *, vocab_size, dtype="float32", devices=None):
   """A callable running one plm_jax train step (blocking; returns the loss), and the model config."""
   import jax  # pylint: disable=import-outside-toplevel
-  from plm_jax.train import step as step_lib, trainer  # pylint: disable=import-outside-toplevel
+  from plm_jax.train import evaluation, step as step_lib  # pylint: disable=import-outside-toplevel
 
   batch, seq = batch_np["input_ids"].shape
   setup = jax_setup(size, batch, seq, batch_np["masked_lm_positions"].shape[1],
@@ -182,7 +182,7 @@ def jax_step(size, batch_np, *, vocab_size, dtype="float32", devices=None):
                                1, setup.rules)
   spec = setup.objective.batch_spec(batch)
   state = setup.init_fn(jax.random.PRNGKey(0))
-  gbatch = trainer.global_batch(batch_np, spec, step_lib.sharding_lib.batch_sharding(setup.mesh))
+  gbatch = evaluation.global_batch(batch_np, spec, step_lib.sharding_lib.batch_sharding(setup.mesh))
   rng = jax.random.PRNGKey(1)
   holder = {"state": state}
 

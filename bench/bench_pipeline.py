@@ -57,7 +57,8 @@ def main():
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
   from configs import bert  # pylint: disable=import-outside-toplevel
-  from plm_jax.data import bert_pretrain, preprocessors, vocab as vocab_lib  # pylint: disable=import-outside-toplevel
+  from plm_jax.data import preprocessors, sources  # pylint: disable=import-outside-toplevel
+  from plm_jax.objectives.base import get_objective  # pylint: disable=import-outside-toplevel
 
   # A task reads one corpus with one reader, so books and wiki are timed as
   # two runs, each with its own tokenization-only reference.
@@ -82,7 +83,8 @@ def main():
       c.data.vocab.type = "wordpiece"
       c.data.vocab.path = vocab_path
     t0 = time.perf_counter()
-    ds = _single_thread(bert_pretrain.get_dataset(c, "train", args.batch_size, seed=0))
+    objective = get_objective(c)
+    ds = _single_thread(objective.get_dataset("train", args.batch_size, seed=0))
     it = ds.as_numpy_iterator()
     next(it)
     startup = time.perf_counter() - t0
@@ -90,9 +92,8 @@ def main():
       next(it)
     full = _rate(it, lambda b: int(b["attention_mask"].sum()), args.seconds)
 
-    vocab = vocab_lib.get_vocabulary(c)
-    docs = bert_pretrain._load_documents(  # pylint: disable=protected-access
-        bert_pretrain.json.dumps(bert_pretrain._corpus_dict(c), sort_keys=True), "train")  # pylint: disable=protected-access
+    vocab = objective.vocabulary()
+    docs = sources.load_documents(objective.data.corpus, "train")
     tok = tf.data.Dataset.from_tensor_slices({"text": tf.constant(docs)}).repeat()
     tok = preprocessors.tokenize_sentences(preprocessors.split_sentences(tok), vocab)
     tok = _single_thread(tok.map(lambda ex: tf.size(ex["tokens"].flat_values)))

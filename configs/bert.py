@@ -24,13 +24,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   if arg not in SIZES:
     raise ValueError(f"configs/bert.py: unknown size {arg!r}; choose one of {sorted(SIZES)}")
   c = ml_collections.ConfigDict()
-  c.family = "bert"                      # model family (registry key in plm_jax.models)
-  c.objective = "bert_mlm_nsp"           # objective (registry key in plm_jax.objectives)
+  c.objective = "bert_mlm_nsp"           # objective (registry key in plm_jax.objectives); owns
+                                         # the model / mlm / data sections and their defaults
   c.seed = 0                             # one seed for init, dropout and data order/masking
 
   # ---- model: fields of plm_jax.models.bert.BertConfig -----------------------------
   m = c.model = ml_collections.ConfigDict()
-  m.vocab_size = 30522                   # overwritten by the vocabulary's size when 0 or when data.vocab sets it
   m.hidden_size = SIZES[arg]["hidden_size"]
   m.num_layers = SIZES[arg]["num_layers"]
   m.num_heads = SIZES[arg]["num_heads"]
@@ -85,8 +84,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   t.grad_accum_steps = 1                 # micro-batches per step; batch_size must divide evenly
   t.num_steps = 1_000_000
   t.log_every = 100                      # console + TensorBoard scalars
-  t.eval_every = 10_000                  # 0 disables periodic eval
-  t.eval_steps = 20                      # eval batches per evaluation
+  t.eval_every = 10_000                  # 0: evaluate only at the end; -1: never
+  t.eval_steps = 20                      # eval batches per evaluation (0: the whole eval set)
   t.checkpoint_every = 10_000
   t.keep_checkpoints = 3                 # last N checkpoints kept
   t.params_export = True                 # also write params-only export at the end (workdir/export)

@@ -20,7 +20,6 @@ import flax.linen as nn
 import jax
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-import ml_collections
 import numpy as np
 
 AXIS_NAMES = ("data", "fsdp", "tensor")
@@ -28,10 +27,10 @@ AXIS_NAMES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
 
-def mesh_shape(config: ml_collections.ConfigDict, num_devices: int) -> Tuple[int, ...]:
-  """config.mesh.shape with one -1 resolved to the remaining devices."""
-  shape = tuple(int(s) for s in config.mesh.shape)
-  names = tuple(config.mesh.axis_names)
+def mesh_shape(mesh_config: Any, num_devices: int) -> Tuple[int, ...]:
+  """mesh_config.shape (config.mesh) with one -1 resolved to the remaining devices."""
+  shape = tuple(int(s) for s in mesh_config.shape)
+  names = tuple(mesh_config.axis_names)
   if names != AXIS_NAMES:
     raise ValueError(f"config.mesh.axis_names={names}: must be {AXIS_NAMES}")
   if len(shape) != len(AXIS_NAMES):
@@ -45,16 +44,15 @@ def mesh_shape(config: ml_collections.ConfigDict, num_devices: int) -> Tuple[int
                        f"by the fixed axes' product {known}")
     shape = tuple(num_devices // known if s == -1 else s for s in shape)
   if math.prod(shape) != num_devices:
-    raise ValueError(f"config.mesh.shape={tuple(config.mesh.shape)}: product {math.prod(shape)} "
+    raise ValueError(f"config.mesh.shape={tuple(mesh_config.shape)}: product {math.prod(shape)} "
                      f"does not match jax.device_count()={num_devices}")
   return shape
 
 
-def make_mesh(config: ml_collections.ConfigDict,
-              devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+def make_mesh(mesh_config: Any, devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
   """The (data, fsdp, tensor) mesh over `devices` (default: all devices)."""
   devices = list(jax.devices() if devices is None else devices)
-  shape = mesh_shape(config, len(devices))
+  shape = mesh_shape(mesh_config, len(devices))
   try:
     grid = mesh_utils.create_device_mesh(shape, devices=devices)
   except (ValueError, NotImplementedError, AssertionError):
@@ -63,10 +61,10 @@ def make_mesh(config: ml_collections.ConfigDict,
   return Mesh(grid, AXIS_NAMES)
 
 
-def axis_rules(config: ml_collections.ConfigDict) -> Tuple[Tuple[str, Any], ...]:
-  """config.mesh.rules as the tuple-of-pairs that flax's logical API expects."""
+def axis_rules(mesh_config: Any) -> Tuple[Tuple[str, Any], ...]:
+  """mesh_config.rules (config.mesh.rules) as the tuple-of-pairs flax's logical API expects."""
   rules = []
-  for entry in config.mesh.rules:
+  for entry in mesh_config.rules:
     if len(entry) != 2:
       raise ValueError(f"config.mesh.rules: entry {entry!r} must be (logical_name, mesh_axes)")
     name, axes = entry
@@ -159,7 +157,3 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
-
-
-def data_parallel_size(mesh: Mesh) -> int:
-  return _axis_size(mesh, BATCH_AXES)

@@ -16,3 +16,14 @@ def originals(b):
     w = b["masked_lm_weights"][i] > 0
     ids[i, b["masked_lm_positions"][i][w]] = b["masked_lm_ids"][i][w]
   return ids
+
+
+def dataset(config, split, batch_size, seed, **kwargs):
+  """The batches of config's objective (built from the whole run config, as the trainer does)."""
+  from plm_jax.objectives.base import get_objective  # pylint: disable=import-outside-toplevel
+  return get_objective(config).get_dataset(split, batch_size, seed, **kwargs)
+
+
+def vocabulary(config):
+  from plm_jax.objectives.base import get_objective  # pylint: disable=import-outside-toplevel
+  return get_objective(config).vocabulary()

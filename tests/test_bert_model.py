@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plm_jax import models
 from plm_jax.models.bert import BertConfig, BertForPreTraining, BertModel
 
 KEY = jax.random.key(0)
@@ -193,11 +192,7 @@ def test_padding_does_not_change_non_pad_positions():
   assert not np.allclose(np.asarray(nomask)[keep], np.asarray(out["last_hidden_state"])[keep], atol=1e-3)
 
 
-def test_family_registry_and_config_from_dict():
-  config_cls, model_cls = models.get_family("bert")
-  assert config_cls is BertConfig and model_cls is BertForPreTraining
-  with pytest.raises(ValueError, match="known: \\['bert'\\]"):
-    models.get_family("gpt9")
+def test_config_from_dict():
   assert BertConfig.from_dict({"hidden_size": 8}).hidden_size == 8
   with pytest.raises(ValueError, match="bogus"):
     BertConfig.from_dict({"bogus": 1})

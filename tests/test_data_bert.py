@@ -5,7 +5,6 @@ import tensorflow as tf
 
 import mlm_batches
 from configs import bert
-from plm_jax.data import bert_pretrain
 from plm_jax.data import builtin
 from plm_jax.data import feature_converters
 from plm_jax.data import stats
@@ -30,16 +29,16 @@ _take, _originals = mlm_batches.take, mlm_batches.originals
 
 @pytest.fixture(scope="module")
 def vocab():
-  return vocab_lib.get_vocabulary(_config())
+  return mlm_batches.vocabulary(_config())
 
 
 @pytest.fixture(scope="module")
 def batches():
-  return _take(bert_pretrain.get_dataset(_config(), "train", 32, seed=0), 100)   # 3,200 examples
+  return _take(mlm_batches.dataset(_config(), "train", 32, seed=0), 100)   # 3,200 examples
 
 
 def test_shapes_and_dtypes():
-  ds = bert_pretrain.get_dataset(_config(), "validation", 8, seed=0)
+  ds = mlm_batches.dataset(_config(), "validation", 8, seed=0)
   spec = ds.element_spec
   assert spec["input_ids"].shape == (8, L) and spec["input_ids"].dtype == tf.int32
   assert spec["token_type_ids"].shape == (8, L) and spec["attention_mask"].shape == (8, L)
@@ -105,19 +104,19 @@ def test_nsp_labels(batches, vocab):
 
 
 def test_determinism_across_calls_and_seeds():
-  a = _take(bert_pretrain.get_dataset(_config(), "train", 16, seed=3), 3)
-  b = _take(bert_pretrain.get_dataset(_config(), "train", 16, seed=3), 3)
-  c = _take(bert_pretrain.get_dataset(_config(), "train", 16, seed=4), 3)
+  a = _take(mlm_batches.dataset(_config(), "train", 16, seed=3), 3)
+  b = _take(mlm_batches.dataset(_config(), "train", 16, seed=3), 3)
+  c = _take(mlm_batches.dataset(_config(), "train", 16, seed=4), 3)
   for k in a:
     np.testing.assert_array_equal(a[k], b[k])
   assert not np.array_equal(a["input_ids"], c["input_ids"])
-  s0 = _take(bert_pretrain.get_dataset(_config(), "train", 16, seed=3, shard_index=0,
+  s0 = _take(mlm_batches.dataset(_config(), "train", 16, seed=3, shard_index=0,
                                        num_shards=2), 2)
-  s1 = _take(bert_pretrain.get_dataset(_config(), "train", 16, seed=3, shard_index=1,
+  s1 = _take(mlm_batches.dataset(_config(), "train", 16, seed=3, shard_index=1,
                                        num_shards=2), 2)
   assert not np.array_equal(s0["input_ids"], s1["input_ids"])
-  v1 = _take(bert_pretrain.get_dataset(_config(), "validation", 16, seed=1), 2)
-  v2 = _take(bert_pretrain.get_dataset(_config(), "validation", 16, seed=2), 2)
+  v1 = _take(mlm_batches.dataset(_config(), "validation", 16, seed=1), 2)
+  v2 = _take(mlm_batches.dataset(_config(), "validation", 16, seed=2), 2)
   np.testing.assert_array_equal(v1["input_ids"], v2["input_ids"])   # fixed eval seed
 
 
@@ -134,9 +133,9 @@ def _tiny_text_config(tmp_path, **mlm):
 
 def test_dynamic_masking_across_epochs(tmp_path):
   c = _tiny_text_config(tmp_path, nsp=False, short_seq_prob=0.0)
-  one = _take(bert_pretrain.get_dataset(c, "train", 1, seed=0, num_epochs=1), 10_000)
+  one = _take(mlm_batches.dataset(c, "train", 1, seed=0, num_epochs=1), 10_000)
   n = len(one["input_ids"])
-  two = _take(bert_pretrain.get_dataset(c, "train", 1, seed=0, num_epochs=2), 2 * n)
+  two = _take(mlm_batches.dataset(c, "train", 1, seed=0, num_epochs=2), 2 * n)
   assert (two["next_sentence_label"] == 0).all() and (two["token_type_ids"] == 0).all()
   e1, e2 = _originals({k: v[:n] for k, v in two.items()}), _originals({k: v[n:] for k, v in two.items()})
   np.testing.assert_array_equal(e1, e2)                   # same text every epoch ...
@@ -146,7 +145,7 @@ def test_dynamic_masking_across_epochs(tmp_path):
 
 
 def test_whole_word_masking(tmp_path, vocab):
-  b = _take(bert_pretrain.get_dataset(_config(whole_word_masking=True), "train", 32, seed=0), 20)
+  b = _take(mlm_batches.dataset(_config(whole_word_masking=True), "train", 32, seed=0), 20)
   cont = vocab_lib.continuation_mask(vocab)
   ids = _originals(b)
   w = b["masked_lm_weights"] > 0
@@ -169,11 +168,11 @@ def test_corpus_errors(tmp_path):
   c.data.corpus.type = "text"
   c.data.corpus.paths = str(tmp_path / "missing_*.txt")
   with pytest.raises(ValueError, match=r"config\.data\.corpus\.paths.*missing_\*\.txt"):
-    bert_pretrain.get_dataset(c, "train", 4, seed=0)
+    mlm_batches.dataset(c, "train", 4, seed=0)
   c = _tiny_text_config(tmp_path)
   c.data.corpus.eval_every_nth = 100
   with pytest.raises(ValueError, match="eval_every_nth"):
-    bert_pretrain.get_dataset(c, "validation", 4, seed=0)
+    mlm_batches.dataset(c, "validation", 4, seed=0)
 
 
 def test_feature_converter_rejects_bad_features():

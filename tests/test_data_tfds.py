@@ -16,7 +16,6 @@ import tensorflow_datasets as tfds
 
 import mlm_batches
 from configs import bert
-from plm_jax.data import bert_pretrain
 from plm_jax.data import paths
 from plm_jax.data import vocab as vocab_lib
 
@@ -119,7 +118,7 @@ def _ngrams(ids, n=N):
 
 @pytest.fixture(scope="module")
 def vocab(data_dir):
-  return vocab_lib.get_vocabulary(_config(data_dir))
+  return mlm_batches.vocabulary(_config(data_dir))
 
 
 @pytest.fixture(scope="module")
@@ -138,13 +137,13 @@ def split_ngrams(article_ngrams):
 
 @pytest.fixture(scope="module")
 def train_batches(data_dir):
-  return _take(bert_pretrain.get_dataset(_config(data_dir), "train", 32, seed=0), 40)
+  return _take(mlm_batches.dataset(_config(data_dir), "train", 32, seed=0), 40)
 
 
 @pytest.fixture(scope="module")
 def eval_batches(data_dir):
   """One full epoch of the validation split."""
-  return _take(bert_pretrain.get_dataset(_config(data_dir), "validation", 32, seed=0,
+  return _take(mlm_batches.dataset(_config(data_dir), "validation", 32, seed=0,
                                          num_epochs=1))
 
 
@@ -263,11 +262,11 @@ def test_nsp_pairs(train_batches, vocab, article_ngrams):
 def test_unversioned_name_and_sliced_split(data_dir, eval_batches):
   # The documented form (tfds_name=wikipedia/20230601.en) has no ':version'.
   c = _config(data_dir, name=NAME)
-  first = _take(bert_pretrain.get_dataset(c, "validation", 32, seed=0, num_epochs=1), 2)
+  first = _take(mlm_batches.dataset(c, "validation", 32, seed=0, num_epochs=1), 2)
   for k in first:
     np.testing.assert_array_equal(first[k], eval_batches[k][:64])
   c.data.corpus.tfds_eval_split = "validation[:5]"       # TFDS slicing syntax goes through
-  part = _take(bert_pretrain.get_dataset(c, "validation", 32, seed=0, num_epochs=1))
+  part = _take(mlm_batches.dataset(c, "validation", 32, seed=0, num_epochs=1))
   assert 0 < len(part["input_ids"]) < 0.6 * len(eval_batches["input_ids"])
 
 
@@ -275,8 +274,8 @@ def test_unknown_tfds_name_is_a_clear_error(data_dir):
   c = _config(data_dir, name="no_such_corpus_xyz:1.0.0")
   with pytest.raises(ValueError, match=r"config\.data\.corpus\.tfds_name='no_such_corpus_xyz:1\.0\.0'"
                      r".*no such TFDS dataset") as e:
-    bert_pretrain.get_dataset(c, "train", 4, seed=0)
+    mlm_batches.dataset(c, "train", 4, seed=0)
   assert len(str(e.value)) < 500           # not TFDS's list of every dataset it knows
   c.data.corpus.tfds_name = ""
   with pytest.raises(ValueError, match=r"config\.data\.corpus\.tfds_name is empty"):
-    bert_pretrain.get_dataset(c, "train", 4, seed=0)
+    mlm_batches.dataset(c, "train", 4, seed=0)

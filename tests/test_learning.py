@@ -13,6 +13,7 @@ import re
 import pytest
 
 import main_runner
+import mlm_batches
 
 REPO = main_runner.REPO
 
@@ -24,8 +25,8 @@ def _final_metrics(stdout: str) -> dict:
 
 
 def _baseline(config, eval_steps: int) -> float:
-  from plm_jax.data import bert_pretrain, stats  # pylint: disable=import-outside-toplevel
-  ds = bert_pretrain.get_dataset(config, "validation", config.train.batch_size, config.seed,
+  from plm_jax.data import stats  # pylint: disable=import-outside-toplevel
+  ds = mlm_batches.dataset(config, "validation", config.train.batch_size, config.seed,
                                  num_epochs=1)
   return stats.unigram_baseline_accuracy(itertools.islice(ds.as_numpy_iterator(), eval_steps))
 

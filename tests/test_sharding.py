@@ -91,12 +91,12 @@ def test_mesh_shape_errors_name_the_config_key():
   c = train_fakes.tiny_bert_config()
   c.mesh.shape = (3, 1, 1)
   with pytest.raises(ValueError, match=r"config.mesh.shape=\(3, 1, 1\).*jax.device_count\(\)=8"):
-    sharding_lib.make_mesh(c)
+    sharding_lib.make_mesh(c.mesh)
   c.mesh.shape = (-1, 3, 1)
   with pytest.raises(ValueError, match=r"config.mesh.shape"):
-    sharding_lib.make_mesh(c)
+    sharding_lib.make_mesh(c.mesh)
   c.mesh.shape = (-1, 2, 2)
-  assert dict(sharding_lib.make_mesh(c).shape) == {"data": 2, "fsdp": 2, "tensor": 2}
+  assert dict(sharding_lib.make_mesh(c.mesh).shape) == {"data": 2, "fsdp": 2, "tensor": 2}
 
 
 @pytest.mark.xfail(strict=True, reason="XLA SPMD: wrong gradient of an ('fsdp','tensor') kernel "

@@ -8,6 +8,7 @@ import pytest
 import train_fakes
 from plm_jax import sharding as sharding_lib
 from plm_jax.train import optimizers, step as step_lib
+from plm_jax.train.config import validate_config
 from plm_jax.train.train_state import TrainState
 
 
@@ -80,7 +81,7 @@ def test_bert_loss_matches_independent_reference():
   params = __import__("flax").linen.meta.unbox(objective.init_params(jax.random.PRNGKey(0)))
   batch = {k: jnp.asarray(v) for k, v in train_fakes.bert_batches(1, seed=5)[0].items()}
   loss, metrics = objective.loss_fn(params, batch, None, deterministic=True)
-  out = objective.make_model(True).apply(
+  out = objective.make_model().apply(
       {"params": params}, input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
       attention_mask=batch["attention_mask"],
       masked_lm_positions=batch["masked_lm_positions"], deterministic=True)
@@ -114,11 +115,11 @@ def test_step_key_depends_on_step_only():
 def test_weight_decay_mask_and_schedule():
   c = train_fakes.tiny_bert_config(num_steps=100)
   c.optimizer.update(warmup_steps=10, learning_rate=1.0, decay="linear", end_learning_rate=0.0)
-  sched = optimizers.learning_rate_schedule(c)
+  sched = optimizers.learning_rate_schedule(c.optimizer, c.train.num_steps)
   assert float(sched(0)) == 0.0 and abs(float(sched(10)) - 1.0) < 1e-6
   assert abs(float(sched(55)) - 0.5) < 1e-6 and float(sched(100)) == 0.0
   c.optimizer.decay = "cosine"
-  assert abs(float(optimizers.learning_rate_schedule(c)(55)) - 0.5) < 1e-6
+  assert abs(float(optimizers.learning_rate_schedule(c.optimizer, c.train.num_steps)(55)) - 0.5) < 1e-6
   objective = train_fakes.FixedVocabBert(c)
   params = __import__("flax").linen.meta.unbox(objective.init_params(jax.random.PRNGKey(0)))
   mask = optimizers.weight_decay_mask(params)
@@ -134,13 +135,15 @@ def test_unknown_optimizer_names_are_config_errors(name, key):
   c = train_fakes.tiny_bert_config()
   c.optimizer[key] = name
   with pytest.raises(ValueError, match=f"config.optimizer.{key}='{name}'"):
-    optimizers.make_optimizer(c)
+    optimizers.make_optimizer(c.optimizer, c.train.num_steps)
+  with pytest.raises(ValueError, match=f"config.optimizer.{key}='{name}': unknown; choose one"):
+    validate_config(c)
 
 
 def test_lamb_and_clipping_build_and_step():
   c = train_fakes.fake_config()
   c.optimizer.update(name="lamb", grad_clip_norm=0.5)
-  tx = optimizers.make_optimizer(c)
+  tx = optimizers.make_optimizer(c.optimizer, c.train.num_steps)
   objective = train_fakes.FakeObjective(c)
   batch = next(objective.get_dataset("train", 8, seed=0).as_numpy_iterator())
   g, m = _one_step(objective, batch, 1, tx)

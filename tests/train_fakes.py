@@ -34,7 +34,9 @@ class _TinyModel(nn.Module):
 
 @base.register("fake_tiny_lm")
 class FakeObjective(base.Objective):
-  def make_model(self, deterministic=True):
+  family = "fake"
+
+  def make_model(self):
     return _TinyModel()
 
   def batch_spec(self, batch_size):
@@ -49,7 +51,7 @@ class FakeObjective(base.Objective):
     logp = jax.nn.log_softmax(logits.astype(jnp.float32))
     target = jnp.roll(batch["ids"], -1, axis=1)
     nll = -jnp.take_along_axis(logp, target[..., None], axis=-1)[..., 0]
-    w = batch["weights"]
+    w = batch["weights"] * base.example_weights(batch)[:, None]
     correct = (jnp.argmax(logits, -1) == target).astype(jnp.float32)
     loss = jnp.sum(nll * w) / jnp.maximum(jnp.sum(w), 1e-8)
     return loss, {"loss": (jnp.sum(nll * w), jnp.sum(w)),
@@ -61,17 +63,17 @@ class FakeObjective(base.Objective):
     ids = rs.randint(0, VOCAB, size=(n, LENGTH)).astype(np.int32)
     weights = (rs.rand(n, LENGTH) < 0.7).astype(np.float32)
     ds = tf.data.Dataset.from_tensor_slices({"ids": ids, "weights": weights})
-    ds = ds.shard(num_shards, shard_index).repeat(num_epochs).batch(batch_size, drop_remainder=True)
+    ds = ds.shard(num_shards, shard_index).repeat(num_epochs)
+    ds = ds.batch(batch_size, drop_remainder=split == "train")
     return ds
 
 
 def fake_config(**train) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.family = "fake"
   c.objective = "fake_tiny_lm"
   c.seed = 0
   c.train = ml_collections.ConfigDict(dict(
-      batch_size=8, grad_accum_steps=1, num_steps=6, log_every=2, eval_every=0, eval_steps=1,
+      batch_size=8, grad_accum_steps=1, num_steps=6, log_every=2, eval_every=-1, eval_steps=1,
       checkpoint_every=3, keep_checkpoints=3, params_export=True))
   c.train.update(train)
   c.optimizer = ml_collections.ConfigDict(dict(
@@ -86,8 +88,8 @@ def fake_config(**train) -> ml_collections.ConfigDict:
 
 # ---- tiny BERT on synthetic batches (no data pipeline needed) -------------------------
 
+from configs import bert as bert_configs  # noqa: E402
 from plm_jax.objectives.bert_pretrain import BertMlmNsp  # noqa: E402
-from plm_jax.train.config import reference_config  # noqa: E402
 
 BERT_VOCAB = 96
 
@@ -101,13 +103,13 @@ class FixedVocabBert(BertMlmNsp):
 
 def tiny_bert_config(**train) -> ml_collections.ConfigDict:
   """configs/bert.py:tiny shrunk to test size: hidden 32, 2 layers, seq 32, batch 8."""
-  c = reference_config("bert")
+  c = bert_configs.get_config("tiny")
   c.model.update(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
                  max_position_embeddings=32, hidden_dropout_rate=0.0,
                  attention_dropout_rate=0.0)
   c.data.seq_length = 32
   c.mlm.max_predictions = 5
-  c.train.update(dict(batch_size=8, num_steps=5, log_every=1, eval_every=0, eval_steps=0,
+  c.train.update(dict(batch_size=8, num_steps=5, log_every=1, eval_every=-1, eval_steps=0,
                       checkpoint_every=0, grad_accum_steps=1))
   c.train.update(train)
   c.optimizer.update(learning_rate=1e-3, warmup_steps=1)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from typing import Callable, Dict, Iterable, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 from plm_jax.data import sentences as sentences_lib
 
@@ -294,16 +294,3 @@ def iter_documents(paths: str, reader: str = "plain", *, doc_separator: str = "b
         yield doc
   if count == 0:
     raise ValueError(f"{config_key}: {paths!r} holds no document (reader {reader!r})")
-
-
-def documents_from_config(corpus, paths: str, config_key: str = PATHS_KEY) -> Iterator[str]:
-  """iter_documents with the reader options of config.data.corpus."""
-  return iter_documents(paths, corpus.reader, doc_separator=corpus.doc_separator,
-                        max_sentences_per_doc=corpus.max_sentences_per_doc,
-                        config_key=config_key)
-
-
-def check_nonempty(documents: Iterable[str]) -> None:
-  """Reads just the first document, so errors surface before tf.data starts."""
-  for _ in documents:
-    return

@@ -70,4 +70,4 @@ class BertPretrainFeatureConverter(seqio.FeatureConverter):
     return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 
   def get_model_feature_lengths(self, task_feature_lengths: Mapping[str, int]) -> Mapping[str, int]:
-    return dict(task_feature_lengths)
+    return dict(expand_lengths(task_feature_lengths))

@@ -1,9 +1,11 @@
-"""seqio preprocessors for BERT pretraining (MLM + NSP).
+"""seqio preprocessors shared by the masked-LM objectives (BERT, RoBERTa, ALBERT, ERNIE...).
 
   {'text'} --split_sentences--> {'sentences'} --tokenize_sentences--> {'tokens'}
   --create_instances--> {'input_ids', 'token_type_ids', 'attention_mask',
                          'next_sentence_label'}
   --mask_tokens--> + {'masked_lm_positions', 'masked_lm_ids', 'masked_lm_weights'}
+pack_full_sentences replaces create_instances for inputs packed across
+documents (RoBERTa). Special ids and word boundaries come from the vocabulary.
 
 Everything runs in the tf.data graph except the sentence-pair assembly in
 `create_instances`, which runs BERT's create_pretraining_data algorithm in
@@ -22,6 +24,7 @@ import seqio
 import tensorflow as tf
 
 from plm_jax.data import sentences as sentences_lib
+from plm_jax.data import vocab as vocab_lib
 
 
 def split_sentences(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -119,15 +122,16 @@ def _create_instances_np(flat, doc_splits, sent_splits, seed, *, seq_length, sho
   return input_ids, type_ids, labels
 
 
-def create_instances(dataset: tf.data.Dataset, *, seq_length: int, group_size: int,
-                     short_seq_prob: float, nsp: bool, cls_id: int, sep_id: int,
-                     pad_id: int) -> tf.data.Dataset:
+def create_instances(dataset: tf.data.Dataset, *, vocabulary, seq_length: int, group_size: int,
+                     short_seq_prob: float, nsp: bool) -> tf.data.Dataset:
   """Groups `group_size` documents and makes [CLS] A [SEP] B [SEP] instances.
 
   Label 0: B is the actual continuation of A; 1: B is a random segment from
   another document of the group (as in Hugging Face). With nsp=False each
-  instance is one segment, [CLS] A [SEP], label 0.
+  instance is one segment, [CLS] A [SEP], label 0. The [CLS]/[SEP]/[PAD] ids
+  are the vocabulary's (roles cls, sep, pad).
   """
+  pad_id, cls_id, sep_id = vocab_lib.special_ids(vocabulary, ("pad", "cls", "sep"))
   np_fn = functools.partial(_create_instances_np, seq_length=seq_length,
                             short_seq_prob=short_seq_prob, nsp=nsp, cls_id=cls_id,
                             sep_id=sep_id, pad_id=pad_id)
@@ -146,6 +150,50 @@ def create_instances(dataset: tf.data.Dataset, *, seq_length: int, group_size: i
 
   ds = dataset.ragged_batch(group_size)
   return make(ds).unbatch()
+
+
+def _full_sentences_np(flat, doc_splits, sent_splits, *, seq_length, cls_id, sep_id, pad_id):
+  rows, current = [], []
+  budget = seq_length - 2
+  for d in range(len(doc_splits) - 1):
+    for s in range(doc_splits[d], doc_splits[d + 1]):
+      sent = flat[sent_splits[s]:sent_splits[s + 1]].tolist()[:budget]
+      if current and len(current) + len(sent) > budget:
+        rows.append(current)
+        current = []
+      current.extend(sent)
+    if d < len(doc_splits) - 2 and current and len(current) < budget:
+      current.append(sep_id)          # document boundary inside a packed sequence
+  if current:
+    rows.append(current)
+  ids = np.full([len(rows), seq_length], pad_id, np.int32)
+  for k, row in enumerate(rows):
+    seq = [cls_id] + row + [sep_id]
+    ids[k, :len(seq)] = seq
+  return ids
+
+
+def pack_full_sentences(dataset: tf.data.Dataset, *, vocabulary, seq_length: int,
+                        group_size: int) -> tf.data.Dataset:
+  """RoBERTa's FULL-SENTENCES inputs: whole sentences packed contiguously up to
+  seq_length, crossing document boundaries (an extra [SEP] between documents).
+
+  Documents are taken `group_size` at a time in stream order; a sentence longer
+  than the budget is cut. Output: input_ids, attention_mask, token_type_ids (0).
+  """
+  pad_id, cls_id, sep_id = vocab_lib.special_ids(vocabulary, ("pad", "cls", "sep"))
+  np_fn = functools.partial(_full_sentences_np, seq_length=seq_length, cls_id=cls_id,
+                            sep_id=sep_id, pad_id=pad_id)
+
+  def make(ex):
+    tokens = ex["tokens"]
+    ids = tf.numpy_function(np_fn, [tokens.flat_values, tokens.row_splits,
+                                    tokens.values.row_splits], tf.int32, stateful=False)
+    ids = tf.ensure_shape(ids, [None, seq_length])
+    return {"input_ids": ids, "attention_mask": tf.cast(ids != pad_id, tf.int32),
+            "token_type_ids": tf.zeros_like(ids)}
+
+  return dataset.ragged_batch(group_size).map(make).unbatch()
 
 
 # ---- masking (TF ops) ----------------------------------------------------------------------
@@ -172,23 +220,28 @@ def greedy_take(lengths: tf.Tensor, valid: tf.Tensor, budget: tf.Tensor,
   return taken
 
 
-def mask_tokens(dataset: tf.data.Dataset, *, max_predictions: int, mask_rate: float,
-                mask_token_prob: float, random_token_prob: float, whole_word_masking: bool,
-                cls_id: int, sep_id: int, pad_id: int, mask_id: int,
-                is_continuation: np.ndarray, replacement_ids: np.ndarray) -> tf.data.Dataset:
+def mask_tokens(dataset: tf.data.Dataset, *, vocabulary, max_predictions: int, mask_rate: float,
+                mask_token_prob: float, random_token_prob: float,
+                whole_word_masking: bool) -> tf.data.Dataset:
   """BERT dynamic masking with stateless random ops.
 
   num_to_predict = min(P, max(1, round(n * mask_rate))) with n the number of
   non-padding tokens, [CLS]/[SEP] included, as in BERT. [CLS], [SEP] and
   padding are never chosen. Of the chosen tokens, mask_token_prob become
   [MASK], random_token_prob a uniformly drawn non-special id, the rest stay.
+  Special ids and the word rule come from the vocabulary.
 
   Words are the masking unit: each token is a word, or with whole-word masking
-  a token plus the following '##' pieces. Words are visited in random order;
-  as in BERT's create_masked_lm_predictions, a word is taken if it still fits
-  (running total + its length <= num_to_predict) and skipped otherwise, and
-  later words are still tried (see `greedy_take`).
+  a token plus the following continuation pieces ('##' in WordPiece). Words
+  are visited in random order; as in BERT's create_masked_lm_predictions, a
+  word is taken if it still fits (running total + its length <=
+  num_to_predict) and skipped otherwise, and later words are still tried (see
+  `greedy_take`).
   """
+  pad_id, cls_id, sep_id, mask_id = vocab_lib.special_ids(vocabulary,
+                                                          ("pad", "cls", "sep", "mask"))
+  is_continuation = vocab_lib.continuation_mask(vocabulary)
+  replacement_ids = vocab_lib.replacement_ids(vocabulary)
   is_cont = tf.constant(is_continuation, tf.bool)
   repl = tf.constant(replacement_ids, tf.int32)
 

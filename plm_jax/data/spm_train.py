@@ -16,11 +16,11 @@ import argparse
 import io
 from typing import Iterator, Optional, Sequence
 
-import seqio
 import sentencepiece as spm
 
 from plm_jax.data import corpora
 from plm_jax.data import sentences as sentences_lib
+from plm_jax.data import vocab as vocab_lib
 
 USER_SYMBOLS = ("[CLS]", "[SEP]", "[MASK]")
 
@@ -42,7 +42,7 @@ def train(input_globs: str, model_prefix: str, vocab_size: int, *, reader: str =
           model_type: str = "unigram", lowercase: bool = True,
           doc_separator: str = "blank_line", max_sentences: int = 2_000_000,
           character_coverage: float = 0.9995, num_threads: int = 1,
-          seed_sentencepiece_size: int = 200_000) -> seqio.SentencePieceVocabulary:
+          seed_sentencepiece_size: int = 200_000) -> "vocab_lib.SentencePieceVocabulary":
   """Trains `<model_prefix>.model`; returns it as a seqio vocabulary."""
   if model_type not in ("unigram", "bpe"):
     raise ValueError(f"--model_type: expected unigram or bpe, got {model_type!r}")
@@ -59,10 +59,10 @@ def train(input_globs: str, model_prefix: str, vocab_size: int, *, reader: str =
   path = model_prefix + ".model"
   with open(path, "wb") as f:
     f.write(model.getvalue())
-  return seqio.SentencePieceVocabulary(path)
+  return vocab_lib.SentencePieceVocabulary(path)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> seqio.SentencePieceVocabulary:
+def main(argv: Optional[Sequence[str]] = None) -> "vocab_lib.SentencePieceVocabulary":
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--input", required=True, help="comma-separated file globs")
   p.add_argument("--reader", default="plain", choices=sorted(corpora.READERS))

@@ -20,7 +20,7 @@ ligatures, full-width letters) and so from the Hugging Face ids.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import seqio
@@ -28,7 +28,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 VOCAB_PATH_KEY = "config.data.vocab.path"
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+BERT_ROLES = ("pad", "unk", "cls", "sep", "mask")
 
 _CONTROL = r"[\x{0}\x{FFFD}\p{Cf}]|[^\P{Cc}\t\n\r]"
 _WHITESPACE = r"[\t\n\r\p{Zs}]"
@@ -49,7 +49,14 @@ def read_vocab_file(path: str, config_key: str = VOCAB_PATH_KEY) -> List[str]:
 
 
 class WordPieceVocabulary(seqio.Vocabulary):
-  """BERT vocab.txt vocabulary; pad id 0 ([PAD]), no EOS."""
+  """BERT vocab.txt vocabulary; pad id 0 ([PAD]), no EOS.
+
+  `special_tokens` maps roles (pad, unk, cls, sep, mask) to tokens; a token
+  starting with '##' continues the previous word.
+  """
+  SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]",
+                    "mask": "[MASK]"}
+  CONTINUATION_PREFIX = "##"
 
   def __init__(self, vocab_path: str, lowercase: bool = True, extra_ids: int = 0):
     self._vocab_path = vocab_path
@@ -59,6 +66,7 @@ class WordPieceVocabulary(seqio.Vocabulary):
     if "[UNK]" not in self._index:
       raise ValueError(f"{VOCAB_PATH_KEY}: {vocab_path!r} has no [UNK] token")
     self._wordpiece = None       # built lazily: not picklable, graph-independent
+    self.special_tokens = dict(self.SPECIAL_TOKENS)
     super().__init__(extra_ids=extra_ids)
 
   # ---- ids ------------------------------------------------------------------------
@@ -89,6 +97,12 @@ class WordPieceVocabulary(seqio.Vocabulary):
   def token_to_id(self, token: str) -> Optional[int]:
     return self._index.get(token)
 
+  def id_to_token(self, i: int) -> str:
+    return self._tokens[int(i)]
+
+  def is_continuation(self, token: str) -> bool:
+    return token.startswith(self.CONTINUATION_PREFIX)
+
   @property
   def _base_vocab_size(self) -> int:
     return len(self._tokens)
@@ -96,11 +110,18 @@ class WordPieceVocabulary(seqio.Vocabulary):
   # ---- tf ---------------------------------------------------------------------------
   def _tokenizer(self) -> tf_text.FastWordpieceTokenizer:
     if self._wordpiece is None:
-      self._wordpiece = tf_text.FastWordpieceTokenizer(
-          vocab=self._tokens, suffix_indicator="##",
-          max_bytes_per_word=4 * _MAX_CHARS_PER_WORD + 4, token_out_type=tf.int64,
-          unknown_token="[UNK]", no_pretokenization=True, support_detokenization=False)
+      # Built eagerly (init_scope lifts out of a tf.data function being traced), so
+      # the one vocabulary of a run can serve several datasets' graphs.
+      with tf.init_scope():
+        self._wordpiece = self._build_tokenizer()
     return self._wordpiece
+
+  def _build_tokenizer(self) -> tf_text.FastWordpieceTokenizer:
+    return tf_text.FastWordpieceTokenizer(
+          vocab=self._tokens, suffix_indicator=self.CONTINUATION_PREFIX,
+          max_bytes_per_word=4 * _MAX_CHARS_PER_WORD + 4, token_out_type=tf.int64,
+          unknown_token=self.special_tokens["unk"], no_pretokenization=True,
+          support_detokenization=False)
 
   def basic_tokenize_tf(self, text: tf.Tensor) -> tf.RaggedTensor:
     """1-D string tensor [N] -> ragged words [N, (words)] (BERT BasicTokenizer)."""
@@ -128,7 +149,7 @@ class WordPieceVocabulary(seqio.Vocabulary):
     ids = tf.convert_to_tensor(ids)
     pieces = tf.gather(tf.constant(self._tokens), tf.cast(ids, tf.int32))
     text = tf.strings.reduce_join(pieces, axis=-1, separator=" ")
-    return tf.strings.regex_replace(text, " ##", "")
+    return tf.strings.regex_replace(text, " " + self.CONTINUATION_PREFIX, "")
 
   # ---- python -------------------------------------------------------------------------
   def _encode(self, s: str) -> Sequence[int]:
@@ -136,7 +157,7 @@ class WordPieceVocabulary(seqio.Vocabulary):
 
   def _decode(self, ids) -> str:
     pieces = [self._tokens[int(i)] for i in ids]
-    return " ".join(pieces).replace(" ##", "")
+    return " ".join(pieces).replace(" " + self.CONTINUATION_PREFIX, "")
 
   def __eq__(self, other):
     return (isinstance(other, WordPieceVocabulary) and other._tokens == self._tokens
@@ -150,67 +171,90 @@ class WordPieceVocabulary(seqio.Vocabulary):
             f"lowercase={self._lowercase})")
 
 
-def token_to_id(vocab: seqio.Vocabulary, token: str) -> Optional[int]:
-  """Id of a whole token in a WordPiece or SentencePiece vocabulary, else None."""
-  if isinstance(vocab, WordPieceVocabulary):
-    return vocab.token_to_id(token)
-  if isinstance(vocab, seqio.SentencePieceVocabulary):
-    sp = vocab.tokenizer
-    i = sp.piece_to_id(token)
-    return i if sp.id_to_piece(i) == token else None
-  raise TypeError(f"unsupported vocabulary type {type(vocab).__name__}")
+class SentencePieceVocabulary(seqio.SentencePieceVocabulary):
+  """seqio's SentencePiece vocabulary plus plm_jax's special-token roles and word rule.
+
+  Special tokens are pieces of the model (plm_jax.data.spm_train makes [PAD],
+  [UNK], [CLS], [SEP], [MASK]; pass `special_tokens` for models with other
+  names, e.g. ALBERT's '<pad>'/'[CLS]' or XLNet's '<cls>'/'<sep>'/'<mask>').
+  A piece that starts with U+2581 ('▁') starts a word.
+  """
+  SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]",
+                    "mask": "[MASK]"}
+  WORD_START = "\u2581"
+
+  def __init__(self, path: str, special_tokens: Optional[Mapping[str, str]] = None, **kwargs):
+    super().__init__(path, **kwargs)
+    self.special_tokens = dict(self.SPECIAL_TOKENS, **(special_tokens or {}))
+
+  def token_to_id(self, token: str) -> Optional[int]:
+    i = self.tokenizer.piece_to_id(token)
+    return i if self.tokenizer.id_to_piece(i) == token else None
+
+  def id_to_token(self, i: int) -> str:
+    return self.tokenizer.id_to_piece(int(i))
+
+  def is_continuation(self, token: str) -> bool:
+    return not token.startswith(self.WORD_START)
 
 
-def id_to_token(vocab: seqio.Vocabulary, i: int) -> str:
-  if isinstance(vocab, WordPieceVocabulary):
-    return vocab.tokens[i]
-  return vocab.tokenizer.id_to_piece(int(i))
+def special_ids(vocab, roles: Sequence[str] = BERT_ROLES) -> Tuple[int, ...]:
+  """Ids of the vocabulary's special tokens for `roles` (in that order).
 
-
-def special_ids(vocab: seqio.Vocabulary) -> Tuple[int, int, int, int, int]:
-  """(pad, unk, cls, sep, mask) ids; ValueError naming any missing token."""
-  ids = {}
-  for name in SPECIAL_TOKENS:
-    ids[name] = token_to_id(vocab, name)
-  if isinstance(vocab, seqio.SentencePieceVocabulary):
-    ids["[PAD]"] = vocab.pad_id
-    ids["[UNK]"] = vocab.unk_id
-  missing = [n for n, i in ids.items() if i is None]
+  The token of each role comes from the vocabulary (`vocab.special_tokens`);
+  a missing one is a ValueError naming the tokens and config.data.vocab.path.
+  """
+  tokens = getattr(vocab, "special_tokens", None)
+  if tokens is None:
+    raise TypeError(f"unsupported vocabulary type {type(vocab).__name__} (no special_tokens)")
+  unknown = [r for r in roles if r not in tokens]
+  if unknown:
+    raise ValueError(f"{VOCAB_PATH_KEY}: vocabulary {vocab} defines no token for role(s) "
+                     f"{unknown}; it has {sorted(tokens)}")
+  ids = {r: vocab.token_to_id(tokens[r]) for r in roles}
+  missing = [tokens[r] for r in roles if ids[r] is None]
   if missing:
     raise ValueError(f"{VOCAB_PATH_KEY}: vocabulary {vocab} lacks the special token(s) "
-                     f"{missing} needed for BERT pretraining")
-  return tuple(int(ids[n]) for n in SPECIAL_TOKENS)  # type: ignore[return-value]
+                     f"{missing} needed here")
+  return tuple(int(ids[r]) for r in roles)
 
 
-def continuation_mask(vocab: seqio.Vocabulary) -> np.ndarray:
-  """bool [vocab_size]: token continues the previous word ('##' WordPiece).
+def all_special_ids(vocab) -> Tuple[int, ...]:
+  """Ids of every special token the vocabulary defines and holds."""
+  ids = [vocab.token_to_id(t) for t in vocab.special_tokens.values()]
+  return tuple(sorted({int(i) for i in ids if i is not None}))
 
-  For other vocabularies every token is its own word (all False).
-  """
+
+def continuation_mask(vocab) -> np.ndarray:
+  """bool [vocab_size]: the token continues the previous word (the vocabulary's rule:
+  WordPiece '##x'; SentencePiece: no leading U+2581; byte-level BPE: no leading 'G')."""
   out = np.zeros([vocab.vocab_size], dtype=bool)
-  if isinstance(vocab, WordPieceVocabulary):
-    for i, t in enumerate(vocab.tokens):
-      out[i] = t.startswith("##")
+  for i in range(vocab.vocab_size):
+    out[i] = vocab.is_continuation(vocab.id_to_token(i))
   return out
 
 
-def replacement_ids(vocab: seqio.Vocabulary) -> np.ndarray:
+def replacement_ids(vocab) -> np.ndarray:
   """Ids the MLM 'random token' draws from: every id but specials and [unusedN]/<...> slots."""
   keep = []
-  specials = set(special_ids(vocab))
+  specials = set(all_special_ids(vocab))
   for i in range(vocab.vocab_size):
     if i in specials:
       continue
-    t = id_to_token(vocab, i)
+    t = vocab.id_to_token(i)
     if (t.startswith("[") and t.endswith("]")) or (t.startswith("<") and t.endswith(">")):
       continue
     keep.append(i)
   return np.asarray(keep, dtype=np.int32)
 
 
-def get_vocabulary(config) -> seqio.Vocabulary:
-  """config.data.vocab.type: builtin | wordpiece | sentencepiece."""
-  v = config.data.vocab
+def get_vocabulary(vocab_config) -> seqio.Vocabulary:
+  """A vocabulary from a `data.vocab` section (type builtin | wordpiece | sentencepiece).
+
+  Build it once per run and pass it around (an objective caches its own):
+  a WordPiece vocabulary reads its file and builds its tokenizer tables.
+  """
+  v = vocab_config
   if v.type == "builtin":
     from plm_jax.data import builtin  # pylint: disable=import-outside-toplevel
     return WordPieceVocabulary(builtin.write_vocab(builtin.default_vocab_dir()), lowercase=True)
@@ -219,7 +263,6 @@ def get_vocabulary(config) -> seqio.Vocabulary:
   if v.type == "sentencepiece":
     if not v.path or not tf.io.gfile.exists(v.path):
       raise ValueError(f"{VOCAB_PATH_KEY}: SentencePiece model {v.path!r} does not exist")
-    return seqio.SentencePieceVocabulary(v.path)
+    return SentencePieceVocabulary(v.path)
   raise ValueError(f"config.data.vocab.type: unknown type {v.type!r}; "
                    "choose builtin, wordpiece or sentencepiece")
-

@@ -1,30 +1,47 @@
-"""The objective contract and registry.
+"""The objective contract and registry: the one place a family or task plugs in.
 
-An objective owns what is specific to one training signal: the model it
-trains (backbone + heads), the batch format it consumes, its loss and metrics,
-and the data pipeline that produces its batches. The trainer only ever talks
-to an `Objective`; adding a family or objective never edits the trainer.
+An objective owns everything specific to one training signal, so the trainer
+never has to know it:
+  * its config sections (`SECTIONS`: name -> frozen dataclass), converted and
+    checked once when it is built, with its own defaults;
+  * the model it trains (backbone + heads) and its fresh parameters, and
+    optionally initial parameters from a pretrained / imported checkpoint;
+  * the data: its seqio task(s) and feature converter, and so the batch spec;
+  * its loss and metrics; optionally predictions for evaluation with metric
+    functions computed on the host over the whole eval set, decoding, and
+    state carried from step to step;
+  * what is exported at the end (one model, or several trained together).
 
 Metrics convention: `loss_fn` returns `metrics` as a dict name -> (sum, weight)
 pairs of float32 scalars, so that they add up exactly across gradient
 accumulation micro-batches, devices and eval batches; the reported value is
 sum / weight.
+
+Evaluation batches carry an extra feature `example_mask` (float32 [B], 1 for a
+real example, 0 for padding that fills the last partial batch): losses and
+predictions must give padded rows no weight (see `example_weights`).
 """
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+import dataclasses
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
+
+from plm_jax import configlib
 
 Metrics = Dict[str, Tuple[jax.Array, jax.Array]]
 Batch = Mapping[str, jax.Array]
+EXAMPLE_MASK = "example_mask"
 
 _REGISTRY: Dict[str, type] = {}
 
 
-def register(name: str) -> Callable[[type], type]:
+def register(name: str):
   """Class decorator: makes an Objective available as config.objective=name."""
   def deco(cls):
     if name in _REGISTRY and _REGISTRY[name] is not cls:
@@ -35,43 +52,132 @@ def register(name: str) -> Callable[[type], type]:
   return deco
 
 
-def get_objective(config: ml_collections.ConfigDict) -> "Objective":
-  """Looks up config.objective once and builds it."""
-  # Importing the package registers the built-in objectives.
+def registered() -> Tuple[str, ...]:
   import plm_jax.objectives  # noqa: F401  pylint: disable=import-outside-toplevel
-  name = config.objective
-  if name not in _REGISTRY:
-    raise ValueError(f"config.objective: unknown objective {name!r}; known: {sorted(_REGISTRY)}")
+  return tuple(sorted(_REGISTRY))
+
+
+def get_objective(config: ml_collections.ConfigDict) -> "Objective":
+  """Looks up config.objective once and builds it (which checks its sections)."""
+  name = config.get("objective")
+  if name not in registered():
+    raise configlib.ConfigError(f"config.objective={name!r}: unknown objective; known: "
+                                f"{list(registered())}")
   return _REGISTRY[name](config)
 
 
+def example_weights(batch: Batch) -> jax.Array:
+  """float32 [B]: the batch's example_mask, or ones for a batch without padding."""
+  first = next(iter(batch.values()))
+  if EXAMPLE_MASK in batch:
+    return batch[EXAMPLE_MASK].astype(jnp.float32)
+  return jnp.ones((first.shape[0],), jnp.float32)
+
+
 class Objective(abc.ABC):
-  """Base class. Subclasses are constructed with the whole run ConfigDict."""
-  name: str = ""
+  """Base class. Built with the whole run ConfigDict; converts its SECTIONS once.
+
+  Subclasses set `SECTIONS` (config section -> frozen dataclass, see
+  plm_jax.configlib) and `family` (the model family, recorded in exports), and
+  implement make_model, init_params, loss_fn and get_dataset. The parsed
+  sections are `self.sections[name]`.
+  """
+  name: ClassVar[str] = ""
+  family: ClassVar[str] = ""
+  SECTIONS: ClassVar[Mapping[str, type]] = {}
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
+    self.seed = int(config.get("seed", 0))
+    self.sections: Dict[str, Any] = {
+        name: configlib.from_config(cls, config.get(name), f"config.{name}")
+        for name, cls in self.SECTIONS.items()}
 
+  @classmethod
+  def default_config(cls) -> ml_collections.ConfigDict:
+    """A complete run config for this objective: its sections' defaults plus the trainer's."""
+    from plm_jax.train.config import default_sections  # pylint: disable=import-outside-toplevel
+    c = default_sections()
+    c.objective = cls.name
+    c.seed = 0
+    for name, section in cls.SECTIONS.items():
+      c[name] = configlib.defaults(section)
+    return c
+
+  def check_run(self, run) -> None:
+    """Checks that involve the trainer's sections too (run: train.config.RunConfig)."""
+    del run
+
+  # ---- model ----------------------------------------------------------------------------
   @abc.abstractmethod
-  def make_model(self, deterministic: bool):
+  def make_model(self):
     """The flax module trained by this objective (backbone + heads)."""
 
   @abc.abstractmethod
-  def batch_spec(self, batch_size: int) -> Dict[str, jax.ShapeDtypeStruct]:
-    """Shapes and dtypes of one global batch (used for init and shardings)."""
-
-  @abc.abstractmethod
   def init_params(self, rng: jax.Array) -> Any:
-    """Fresh parameters (the 'params' collection), from a dummy batch."""
+    """Fresh parameters (the 'params' collection; leaves may be logically boxed)."""
 
+  def initial_params(self) -> Optional[Mapping]:
+    """Parameters to start from instead of fresh ones (host arrays, nested dicts), or None.
+
+    May hold only part of the tree (a pretrained backbone without the task's
+    heads): the trainer keeps the fresh values for the rest, checks every
+    shape, and places the arrays in the sharded layout. See
+    `load_pretrained_params` for reading a Hugging Face directory or an export.
+    """
+    return None
+
+  def export_models(self, params: Any) -> Dict[str, Tuple[Any, Any]]:
+    """What to export at the end: subdirectory -> (model config dataclass, params).
+
+    '' is the export directory itself. An objective that trains several
+    modules together returns one entry each. Default: nothing when the
+    objective has no `model_config()`.
+    """
+    model_config = getattr(self, "model_config", None)
+    if model_config is None:
+      return {}
+    return {"": (model_config(), params)}
+
+  # ---- data -----------------------------------------------------------------------------
+  @abc.abstractmethod
+  def get_dataset(self, split: str, batch_size: int, seed: int, shard_index: int = 0,
+                  num_shards: int = 1, num_epochs: Optional[int] = None):
+    """A tf.data.Dataset of host-local batches (dicts of fixed-shape tensors).
+
+    split 'train' (repeated, drop_remainder) or 'validation' (num_epochs=1: a
+    finite stream whose last batch may be partial; the trainer pads it). The
+    stream is deterministic given (seed, shard): the trainer resumes by
+    skipping already-consumed batches.
+    """
+
+  def feature_converter(self):
+    """The seqio FeatureConverter the objective's batches come from (or None)."""
+    return None
+
+  def feature_lengths(self) -> Mapping[str, int]:
+    """Task feature lengths for the converter (e.g. {'inputs': 128})."""
+    return {}
+
+  def batch_spec(self, batch_size: int) -> Dict[str, jax.ShapeDtypeStruct]:
+    """Shapes and dtypes of one global batch, derived from the converter's model features."""
+    converter = self.feature_converter()
+    if converter is None:
+      raise NotImplementedError(f"{type(self).__name__}: define feature_converter() or "
+                                "batch_spec()")
+    lengths = converter.get_model_feature_lengths(self.feature_lengths())
+    spec = {}
+    for name, feature in converter.MODEL_FEATURES.items():
+      shape = (batch_size,) + ((lengths[name],) if feature.rank == 1 else ())
+      spec[name] = jax.ShapeDtypeStruct(shape, jnp.dtype(feature.dtype.as_numpy_dtype))
+    return spec
+
+  # ---- loss -----------------------------------------------------------------------------
   @abc.abstractmethod
   def loss_fn(self, params: Any, batch: Batch, rng: Optional[jax.Array],
-              deterministic: bool) -> Tuple[jax.Array, Metrics]:
-    """Mean loss for the batch and its metrics as (sum, weight) pairs.
-
-    An objective that defines `loss_normalizers` also takes a keyword
-    argument `normalizers` (that method's dict, or None for this batch's own).
-    """
+              deterministic: bool, normalizers: Optional[Dict[str, jax.Array]] = None
+              ) -> Tuple[jax.Array, Metrics]:
+    """Mean loss for the batch and its metrics as (sum, weight) pairs."""
 
   def loss_normalizers(self, batch: Batch) -> Optional[Dict[str, jax.Array]]:
     """Denominators of the loss's means, computed from a whole batch, or None.
@@ -79,20 +185,71 @@ class Objective(abc.ABC):
     For a loss that is a sum of means over different items (BERT: MLM over
     masked tokens + NSP over examples), gradient accumulation computes these
     once on the global batch and passes them to `loss_fn(..., normalizers=)`
-    for every micro-batch; the micro-batch losses (and their gradients) then
-    add up to the whole batch's exactly. None (the default): the step weights
-    each micro-batch by its 'loss' metric's weight instead, which is exact for
-    a loss that is one mean.
+    for every micro-batch, so the micro-batch losses add up to the whole
+    batch's. None: the step weights each micro-batch by its 'loss' metric's
+    weight instead, which is exact for a loss that is one mean.
     """
     del batch
     return None
 
-  @abc.abstractmethod
-  def get_dataset(self, split: str, batch_size: int, seed: int,
-                  shard_index: int = 0, num_shards: int = 1,
-                  num_epochs: Optional[int] = None):
-    """A tf.data.Dataset of host-local batches (dicts of fixed-shape tensors).
+  # ---- state carried between steps ------------------------------------------------------
+  def init_carry(self, batch_size: int) -> Any:
+    """State carried from one train step to the next (XLNet memory, LSTM state), or None.
 
-    split is 'train' or 'validation'. The stream is deterministic given
-    (seed, shard): the trainer resumes by skipping already-consumed batches.
+    A pytree of arrays; leaves whose leading dimension is the global batch are
+    split over the data axes, the rest replicated. It is checkpointed and
+    restored with the train state.
     """
+    del batch_size
+    return None
+
+  def loss_fn_with_carry(self, params: Any, batch: Batch, rng: Optional[jax.Array],
+                         deterministic: bool, carry: Any,
+                         normalizers: Optional[Dict[str, jax.Array]] = None
+                         ) -> Tuple[jax.Array, Metrics, Any]:
+    """(loss, metrics, new carry). Objectives with carried state override this."""
+    extra = {} if normalizers is None else {"normalizers": normalizers}
+    loss, metrics = self.loss_fn(params, batch, rng, deterministic, **extra)
+    return loss, metrics, carry
+
+  # ---- evaluation -----------------------------------------------------------------------
+  def predict_fn(self, params: Any, batch: Batch) -> Optional[Dict[str, jax.Array]]:
+    """Per-example predictions for evaluation (jit-compiled; arrays [B, ...]), or None.
+
+    Whatever `compute_metrics` needs, labels included. A generative objective
+    returns decoded tokens here (see `decode`). Rows of padding are dropped by
+    the trainer before `compute_metrics` sees them.
+    """
+    del params, batch
+    return None
+
+  def compute_metrics(self, predictions: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """Host-side metrics over the whole eval set (every example exactly once)."""
+    del predictions
+    return {}
+
+  def decode(self, params: Any, batch: Batch, rng: Optional[jax.Array] = None,
+             max_length: Optional[int] = None) -> jax.Array:
+    """Autoregressive generation for the batch's prompts (generative objectives)."""
+    raise NotImplementedError(f"objective {self.name!r} does not decode")
+
+  @property
+  def has_predictions(self) -> bool:
+    return type(self).predict_fn is not Objective.predict_fn
+
+
+def load_pretrained_params(path: str) -> Mapping:
+  """Host params from a Hugging Face directory (config.json) or a plm_jax export."""
+  import os  # pylint: disable=import-outside-toplevel
+  if os.path.isfile(os.path.join(path, "config.json")):
+    import plm_jax  # pylint: disable=import-outside-toplevel
+    _, params = plm_jax.load_pretrained(path)
+  else:
+    from plm_jax.convert import export  # pylint: disable=import-outside-toplevel
+    _, _, params = export.load_export(path)
+  return jax.tree_util.tree_map(np.asarray, params)
+
+
+def section_dict(section: Any) -> Dict[str, Any]:
+  """A parsed section back as a plain dict (for hashing into task names)."""
+  return dataclasses.asdict(section)

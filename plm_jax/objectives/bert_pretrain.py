@@ -5,91 +5,159 @@ original token at the masked positions only (averaged over real masked tokens,
 `masked_lm_weights` is 0 on padded prediction slots); the NSP loss is the
 cross-entropy of IsNext / NotNext on the pooled [CLS] output. Total = sum.
 
-Batch format (one global batch, all fixed shapes):
-  input_ids, token_type_ids, attention_mask   int32   [B, L]
-  masked_lm_positions, masked_lm_ids          int32   [B, P]
-  masked_lm_weights                           float32 [B, P]
-  next_sentence_label                         int32   [B]
+Config sections (owned here, with their defaults): `model` (BertConfig),
+`mlm` (MlmConfig), `data` (BertDataConfig). Batch format: the features of
+plm_jax.data.feature_converters.BertPretrainFeatureConverter.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
+from plm_jax.configlib import fail, param
+from plm_jax.data.config import CorpusConfig, VocabConfig
+from plm_jax.layers.common import get_dtype
+from plm_jax.layers.transformer import REMAT_POLICIES
+from plm_jax.models.bert import BertConfig, BertForPreTraining
 from plm_jax.objectives import losses
-from plm_jax.objectives.base import Batch, Metrics, Objective, register
+from plm_jax.objectives.base import Batch, Metrics, Objective, example_weights, register
+
+
+@dataclasses.dataclass(frozen=True)
+class MlmConfig:
+  mask_rate: float = param(0.15, gt=0.0, lt=1.0)       # fraction of tokens chosen for prediction
+  mask_token_prob: float = param(0.8, ge=0.0, le=1.0)  # of the chosen: [MASK]
+  random_token_prob: float = param(0.1, ge=0.0, le=1.0)  # of the chosen: a random token
+  max_predictions: int = param(20, gt=0)               # fixed size of the masked-position list
+  whole_word_masking: bool = False
+  nsp: bool = True                                     # next-sentence prediction
+  short_seq_prob: float = param(0.1, ge=0.0, le=1.0)   # BERT: chance of a shorter target length
+
+  def check(self, prefix: str) -> None:
+    total = self.mask_token_prob + self.random_token_prob
+    if total > 1.0:
+      fail(f"{prefix}.random_token_prob", self.random_token_prob,
+           f"mask_token_prob + random_token_prob = {total} must be <= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class BertDataConfig:
+  seq_length: int = param(128, ge=8)                   # tokens per example, [CLS] A [SEP] B [SEP]
+  shuffle_buffer: int = param(10_000, ge=0)            # example-level shuffle buffer (0: off)
+  group_size: int = param(16, gt=0)                    # documents grouped to draw NSP segments from
+  corpus: CorpusConfig = CorpusConfig()
+  vocab: VocabConfig = VocabConfig()
+
+
+def check_bert_model(m: BertConfig, prefix: str = "config.model") -> None:
+  """Range checks of a BertConfig section (one line naming the key)."""
+  for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size",
+              "max_position_embeddings", "type_vocab_size"):
+    if getattr(m, key) <= 0:
+      fail(f"{prefix}.{key}", getattr(m, key), "must be > 0")
+  if m.hidden_size % m.num_heads:
+    fail(f"{prefix}.hidden_size", m.hidden_size, f"must be divisible by {prefix}.num_heads="
+         f"{m.num_heads}")
+  for key in ("hidden_dropout_rate", "attention_dropout_rate"):
+    if not 0.0 <= getattr(m, key) < 1.0:
+      fail(f"{prefix}.{key}", getattr(m, key), "must be in [0, 1)")
+  if m.layer_norm_eps < 0:
+    fail(f"{prefix}.layer_norm_eps", m.layer_norm_eps, "must be >= 0")
+  if m.dtype not in ("float32", "bfloat16"):
+    fail(f"{prefix}.dtype", m.dtype, "unknown dtype; choose one of ('float32', 'bfloat16')")
+  if m.remat_policy not in REMAT_POLICIES:
+    fail(f"{prefix}.remat_policy", m.remat_policy, f"unknown; choose one of {REMAT_POLICIES}")
+  get_dtype(m.dtype)
+
+
+def _model_section():
+  """BertConfig without vocab_size: the `model` section (the size comes from the vocabulary)."""
+  fields = [(f.name, f.type, f.default) for f in dataclasses.fields(BertConfig)
+            if f.name != "vocab_size"]
+  return dataclasses.make_dataclass("BertModelConfig", fields, frozen=True)
+
+
+BertModelConfig = _model_section()
 
 
 def _cross_entropy(logits: jax.Array, labels: jax.Array) -> Tuple[jax.Array, jax.Array]:
   """Per-item negative log-likelihood and correctness, in float32."""
-  nll = losses.softmax_cross_entropy(logits, labels)
-  correct = losses.top1_correct(logits, labels)
-  return nll, correct
+  return losses.softmax_cross_entropy(logits, labels), losses.top1_correct(logits, labels)
 
 
 @register("bert_mlm_nsp")
 class BertMlmNsp(Objective):
   """MLM + (optional, config.mlm.nsp) NSP on BertForPreTraining."""
+  family = "bert"
+  SECTIONS = {"model": BertModelConfig, "mlm": MlmConfig, "data": BertDataConfig}
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config):
     super().__init__(config)
-    self._vocab_size: Optional[int] = None
+    self.mlm: MlmConfig = self.sections["mlm"]
+    self.data: BertDataConfig = self.sections["data"]
+    check_bert_model(self.sections["model"])
+    if self.data.seq_length > self.sections["model"].max_position_embeddings:
+      fail("config.data.seq_length", self.data.seq_length,
+           f"must be <= model.max_position_embeddings="
+           f"{self.sections['model'].max_position_embeddings}")
+    if self.mlm.max_predictions > self.data.seq_length:
+      fail("config.mlm.max_predictions", self.mlm.max_predictions,
+           f"must be <= data.seq_length={self.data.seq_length}")
+    self._vocabulary = None
 
-  # ---- model ----------------------------------------------------------------------
+  # ---- vocabulary and model --------------------------------------------------------------
+  def vocabulary(self):
+    """The run's vocabulary, built once (tasks and the model's size share it)."""
+    if self._vocabulary is None:
+      from plm_jax.data import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
+      self._vocabulary = vocab_lib.get_vocabulary(self.data.vocab)
+    return self._vocabulary
+
   def vocab_size(self) -> int:
-    """Size of the data pipeline's vocabulary (overrides config.model.vocab_size)."""
-    if self._vocab_size is None:
-      from plm_jax.data.vocab import get_vocabulary  # pylint: disable=import-outside-toplevel
-      self._vocab_size = int(get_vocabulary(self.config).vocab_size)
-    return self._vocab_size
+    return int(self.vocabulary().vocab_size)
 
-  def model_config(self):
-    from plm_jax.models.bert import BertConfig  # pylint: disable=import-outside-toplevel
-    d = dict(self.config.model)
-    d["vocab_size"] = self.vocab_size()
-    return BertConfig.from_dict(d)
+  def model_config(self) -> BertConfig:
+    return BertConfig(vocab_size=self.vocab_size(),
+                      **dataclasses.asdict(self.sections["model"]))
 
-  @functools.lru_cache(maxsize=2)
-  def make_model(self, deterministic: bool = True):
-    # `deterministic` is a call argument of BertForPreTraining; loss_fn passes it.
-    del deterministic
-    from plm_jax.models.bert import BertForPreTraining  # pylint: disable=import-outside-toplevel
+  @functools.lru_cache(maxsize=1)
+  def make_model(self) -> BertForPreTraining:
     return BertForPreTraining(self.model_config())
-
-  # ---- batch format ---------------------------------------------------------------
-  def batch_spec(self, batch_size: int) -> Dict[str, jax.ShapeDtypeStruct]:
-    length = int(self.config.data.seq_length)
-    preds = int(self.config.mlm.max_predictions)
-    i32 = jnp.int32
-    return {
-        "input_ids": jax.ShapeDtypeStruct((batch_size, length), i32),
-        "token_type_ids": jax.ShapeDtypeStruct((batch_size, length), i32),
-        "attention_mask": jax.ShapeDtypeStruct((batch_size, length), i32),
-        "masked_lm_positions": jax.ShapeDtypeStruct((batch_size, preds), i32),
-        "masked_lm_ids": jax.ShapeDtypeStruct((batch_size, preds), i32),
-        "masked_lm_weights": jax.ShapeDtypeStruct((batch_size, preds), jnp.float32),
-        "next_sentence_label": jax.ShapeDtypeStruct((batch_size,), i32),
-    }
 
   def init_params(self, rng: jax.Array) -> Any:
     """The 'params' collection; leaves may be nn.LogicallyPartitioned boxes."""
     dummy = {k: jnp.zeros(s.shape, s.dtype) for k, s in self.batch_spec(1).items()}
     params_rng, dropout_rng = jax.random.split(rng)
-    variables = self.make_model(True).init(
+    variables = self.make_model().init(
         {"params": params_rng, "dropout": dropout_rng},
         input_ids=dummy["input_ids"], attention_mask=dummy["attention_mask"],
-        token_type_ids=dummy["token_type_ids"], masked_lm_positions=dummy["masked_lm_positions"], deterministic=True)
+        token_type_ids=dummy["token_type_ids"], masked_lm_positions=dummy["masked_lm_positions"],
+        deterministic=True)
     return variables["params"]
 
-  # ---- loss -----------------------------------------------------------------------
+  # ---- data -----------------------------------------------------------------------------
+  def feature_converter(self):
+    from plm_jax.data import feature_converters  # pylint: disable=import-outside-toplevel
+    return feature_converters.BertPretrainFeatureConverter()
+
+  def feature_lengths(self) -> Dict[str, int]:
+    return {"inputs": self.data.seq_length, "masked_lm": self.mlm.max_predictions}
+
+  def get_dataset(self, split: str, batch_size: int, seed: int, shard_index: int = 0,
+                  num_shards: int = 1, num_epochs: Optional[int] = None):
+    from plm_jax.data import bert_pretrain  # pylint: disable=import-outside-toplevel
+    return bert_pretrain.get_dataset(self.data, self.mlm, self.vocabulary(), split, batch_size,
+                                     seed, shard_index, num_shards, num_epochs)
+
+  # ---- loss -----------------------------------------------------------------------------
   def loss_normalizers(self, batch: Batch) -> Dict[str, jax.Array]:
     """MLM: the number of masked tokens (weights); NSP: the number of examples."""
     return {"mlm": jnp.maximum(jnp.sum(batch["masked_lm_weights"].astype(jnp.float32)), 1e-8),
-            "nsp": jnp.asarray(batch["next_sentence_label"].shape[0], jnp.float32)}
+            "nsp": jnp.maximum(jnp.sum(example_weights(batch)), 1e-8)}
 
   def loss_fn(self, params: Any, batch: Batch, rng: Optional[jax.Array],
               deterministic: bool, normalizers: Optional[Dict[str, jax.Array]] = None
@@ -98,7 +166,7 @@ class BertMlmNsp(Objective):
     over the batch that `normalizers` (see loss_normalizers) was computed from."""
     norm = normalizers or self.loss_normalizers(batch)
     rngs = {} if (deterministic or rng is None) else {"dropout": rng}
-    out = self.make_model(deterministic).apply(
+    out = self.make_model().apply(
         {"params": params}, input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"],
         masked_lm_positions=batch["masked_lm_positions"],
@@ -108,29 +176,20 @@ class BertMlmNsp(Objective):
     mlm_nll, mlm_correct = _cross_entropy(out["prediction_logits"], batch["masked_lm_ids"])
     mlm_sum = jnp.sum(mlm_nll * weights)
     mlm_weight = jnp.sum(weights)
-    mlm_loss = mlm_sum / norm["mlm"]
     metrics = {
         "mlm_loss": (mlm_sum, mlm_weight),
         "mlm_accuracy": (jnp.sum(mlm_correct * weights), mlm_weight),
     }
-    loss = mlm_loss
-    if self.config.mlm.nsp:
+    loss = mlm_sum / norm["mlm"]
+    if self.mlm.nsp:
       labels = batch["next_sentence_label"]                                 # [B]
+      ex = example_weights(batch)                                          # [B]
       nsp_nll, nsp_correct = _cross_entropy(out["seq_relationship_logits"], labels)
-      count = jnp.asarray(labels.shape[0], jnp.float32)
-      nsp_loss = jnp.sum(nsp_nll) / norm["nsp"]
-      loss = loss + nsp_loss
-      metrics["nsp_loss"] = (jnp.sum(nsp_nll), count)
-      metrics["nsp_accuracy"] = (jnp.sum(nsp_correct), count)
+      count = jnp.sum(ex)
+      loss = loss + jnp.sum(nsp_nll * ex) / norm["nsp"]
+      metrics["nsp_loss"] = (jnp.sum(nsp_nll * ex), count)
+      metrics["nsp_accuracy"] = (jnp.sum(nsp_correct * ex), count)
     # This batch's loss with weight 1; with normalizers, this micro-batch's
     # share of the whole batch's loss (the train step adds the shares up).
     metrics["loss"] = (loss, jnp.ones((), jnp.float32))
     return loss, metrics
-
-  # ---- data -----------------------------------------------------------------------
-  def get_dataset(self, split: str, batch_size: int, seed: int,
-                  shard_index: int = 0, num_shards: int = 1,
-                  num_epochs: Optional[int] = None):
-    from plm_jax.data import bert_pretrain  # pylint: disable=import-outside-toplevel
-    return bert_pretrain.get_dataset(self.config, split, batch_size, seed,
-                                     shard_index, num_shards, num_epochs)

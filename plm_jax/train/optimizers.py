@@ -13,20 +13,18 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
-OPTIMIZERS = ("adamw", "lamb")
-DECAYS = ("linear", "cosine", "constant")
+from plm_jax.train.config import DECAYS, OPTIMIZERS
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  opt = config.optimizer
+def learning_rate_schedule(opt, num_steps: int) -> optax.Schedule:
+  """opt: the optimizer section (plm_jax.train.config.OptimizerConfig)."""
   if opt.decay not in DECAYS:
     raise ValueError(f"config.optimizer.decay={opt.decay!r}: unknown; choose one of {DECAYS}")
   peak, end = float(opt.learning_rate), float(opt.end_learning_rate)
   warmup = int(opt.warmup_steps)
-  decay_steps = max(int(config.train.num_steps) - warmup, 1)
+  decay_steps = max(int(num_steps) - warmup, 1)
   warm = optax.linear_schedule(0.0, peak, max(warmup, 1))
   if opt.decay == "linear":
     after = optax.linear_schedule(peak, end, decay_steps)
@@ -123,11 +121,11 @@ def clipped_adamw(learning_rate: Union[float, optax.Schedule], b1: float = 0.9,
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  opt = config.optimizer
+def make_optimizer(opt, num_steps: int) -> optax.GradientTransformation:
+  """opt: the optimizer section; num_steps: config.train.num_steps (for the decay)."""
   if opt.name not in OPTIMIZERS:
     raise ValueError(f"config.optimizer.name={opt.name!r}: unknown; choose one of {OPTIMIZERS}")
-  lr = learning_rate_schedule(config)
+  lr = learning_rate_schedule(opt, num_steps)
   kw = dict(b1=float(opt.b1), b2=float(opt.b2), eps=float(opt.eps),
             weight_decay=float(opt.weight_decay), mask=weight_decay_mask)
   if opt.name == "adamw":

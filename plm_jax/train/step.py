@@ -1,6 +1,8 @@
 """One pure train step and one eval step, and their jit-compiled forms.
 
 train_step(state, batch, base_rng) -> (state, metrics)
+  * the objective's loss gets the state's carried state (state.carry, see
+    Objective.init_carry) and returns the next one, stored without gradient;
   * the step key is `fold_in(base_rng, state.step)`: reruns and resumed runs
     draw the same dropout masks;
   * with `grad_accum_steps = A > 1` the global batch [B, ...] is split into A
@@ -62,28 +64,30 @@ def train_step(state: TrainState, batch: Batch, base_rng: jax.Array, *,
 
   normalizers = objective.loss_normalizers(batch) if grad_accum_steps > 1 else None
 
-  def grads_and_metrics(params, micro_batch, micro_rng):
+  def grads_and_metrics(params, micro_batch, micro_rng, carry):
     def loss(p):
-      extra = {} if normalizers is None else {"normalizers": normalizers}
       with nn.logical_axis_rules(rules):
-        return objective.loss_fn(p, micro_batch, micro_rng, deterministic=False, **extra)
-    (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params)
-    metrics = {k: (jnp.asarray(s, jnp.float32), jnp.asarray(w, jnp.float32))
-               for k, (s, w) in metrics.items()}
-    return grads, metrics
+        value, metrics, new_carry = objective.loss_fn_with_carry(
+            p, micro_batch, micro_rng, False, carry, normalizers=normalizers)
+      return value, (metrics, new_carry)
+    (_, (metrics, new_carry)), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    return grads, _as_float32(metrics), jax.lax.stop_gradient(new_carry)
 
   if grad_accum_steps <= 1:
-    grads, metrics = grads_and_metrics(state.params, batch, rng)
+    grads, metrics, carry = grads_and_metrics(state.params, batch, rng, state.carry)
   else:
+    if state.carry is not None:
+      raise ValueError("config.train.grad_accum_steps must be 1 for an objective that carries "
+                       "state between steps")
     micro = _split_micro_batches(batch, grad_accum_steps, mesh)
     first = jax.tree_util.tree_map(lambda x: x[0], micro)
-    g_shape, m_shape = jax.eval_shape(grads_and_metrics, state.params, first, rng)
+    g_shape, m_shape, _ = jax.eval_shape(grads_and_metrics, state.params, first, rng, None)
     zeros = lambda t: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), t)
 
-    def body(carry, xs):
-      g_acc, m_acc, w_acc = carry
+    def body(acc, xs):
+      g_acc, m_acc, w_acc = acc
       index, micro_batch = xs
-      g, m = grads_and_metrics(state.params, micro_batch, jax.random.fold_in(rng, index))
+      g, m, _ = grads_and_metrics(state.params, micro_batch, jax.random.fold_in(rng, index), None)
       # With normalizers the micro-batch losses are shares of one loss: plain sum.
       w = _loss_weight(m) if normalizers is None else jnp.ones((), jnp.float32)
       g_acc = jax.tree_util.tree_map(lambda a, b: a + w * b, g_acc, g)
@@ -92,23 +96,34 @@ def train_step(state: TrainState, batch: Batch, base_rng: jax.Array, *,
     init = (zeros(g_shape), zeros(m_shape), jnp.zeros((), jnp.float32))
     (g_sum, metrics, w_sum), _ = jax.lax.scan(
         body, init, (jnp.arange(grad_accum_steps), micro))
+    carry = None
     if normalizers is None:
       grads = jax.tree_util.tree_map(lambda g: g / jnp.maximum(w_sum, 1e-12), g_sum)
     else:
       grads = g_sum
       metrics = dict(metrics, loss=(metrics["loss"][0], jnp.ones((), jnp.float32)))
 
-  new_state = state.apply_gradients(grads, tx)
+  new_state = state.apply_gradients(grads, tx).replace(carry=carry)
   metrics = dict(metrics)
   metrics["grad_norm"] = (optax.global_norm(grads), jnp.ones((), jnp.float32))
   return new_state, metrics
 
 
-def eval_step(params: Any, batch: Batch, *, objective: Objective, rules=()) -> Metrics:
-  with nn.logical_axis_rules(rules):
-    _, metrics = objective.loss_fn(params, batch, None, deterministic=True)
+def _as_float32(metrics: Metrics) -> Metrics:
   return {k: (jnp.asarray(s, jnp.float32), jnp.asarray(w, jnp.float32))
           for k, (s, w) in metrics.items()}
+
+
+def eval_step(params: Any, batch: Batch, *, objective: Objective, rules=()) -> Metrics:
+  """Loss metrics of one eval batch (padded rows carry no weight: Objective.example_weights)."""
+  with nn.logical_axis_rules(rules):
+    _, metrics = objective.loss_fn(params, batch, None, deterministic=True)
+  return _as_float32(metrics)
+
+
+def predict_step(params: Any, batch: Batch, *, objective: Objective, rules=()) -> Any:
+  with nn.logical_axis_rules(rules):
+    return objective.predict_fn(params, batch)
 
 
 def jit_train_step(objective: Objective, tx: optax.GradientTransformation, mesh: Mesh,
@@ -127,6 +142,13 @@ def jit_eval_step(objective: Objective, mesh: Mesh, param_shardings: Any, rules)
   fn = functools.partial(eval_step, objective=objective, rules=rules)
   return jax.jit(fn, in_shardings=(param_shardings, sharding_lib.batch_sharding(mesh)),
                  out_shardings=sharding_lib.replicated(mesh))
+
+
+def jit_predict_step(objective: Objective, mesh: Mesh, param_shardings: Any, rules) -> Callable:
+  """Predictions stay split over the batch axes like the batch they come from."""
+  fn = functools.partial(predict_step, objective=objective, rules=rules)
+  return jax.jit(fn, in_shardings=(param_shardings, sharding_lib.batch_sharding(mesh)),
+                 out_shardings=sharding_lib.batch_sharding(mesh))
 
 
 def metrics_to_host(metrics: Dict[str, Tuple[Any, Any]]) -> Dict[str, float]:

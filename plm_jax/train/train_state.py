@@ -1,4 +1,4 @@
-"""The train state: step, parameters and optimizer state (one pytree).
+"""The train state: step, parameters, optimizer state and carried state (one pytree).
 
 The optimizer itself (an `optax.GradientTransformation`) is static and lives
 outside the state, so the state is a plain pytree that jit can donate and Orbax
@@ -19,10 +19,13 @@ class TrainState:
   step: jax.Array          # int32 scalar: optimizer steps taken
   params: Any              # the model's 'params' collection (unboxed arrays)
   opt_state: Any           # optax state for `params`
+  carry: Any = None        # state carried between steps (Objective.init_carry), or None
 
   @classmethod
-  def create(cls, params: Any, tx: optax.GradientTransformation) -> "TrainState":
-    return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  def create(cls, params: Any, tx: optax.GradientTransformation,
+             carry: Any = None) -> "TrainState":
+    return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+               carry=carry)
 
   def apply_gradients(self, grads: Any, tx: optax.GradientTransformation) -> "TrainState":
     updates, opt_state = tx.update(grads, self.opt_state, self.params)

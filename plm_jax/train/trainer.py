@@ -1,35 +1,32 @@
 """The training loop: one function, `train_and_evaluate(config, workdir)`.
 
-mesh + objective + sharded state -> restore the latest checkpoint or init ->
+config -> (trainer sections, objective) -> mesh + sharded state -> restore the
+latest checkpoint, or init (fresh, or from the objective's initial params) ->
 train iterator (skipping the batches already consumed) -> jitted steps ->
 progress / TensorBoard every log_every, eval every eval_every, checkpoint every
-checkpoint_every and at the end -> params-only export.
+checkpoint_every and at the end -> params-only export(s).
 
-Exports (read by plm_jax.convert's loader):
-  workdir/export/params               Orbax StandardSave of the params tree
-  workdir/export/<family>_config.json dataclasses.asdict(model config), vocab_size filled
+Everything objective-specific goes through plm_jax.objectives.base.Objective;
+this module reads only config.train / optimizer / mesh / seed.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 from typing import Any, Dict, Optional, Sequence
 
-from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from plm_jax import sharding as sharding_lib
-from plm_jax.objectives.base import Objective, get_objective
-from plm_jax.train import checkpointing, optimizers, reporting, step as step_lib
-from plm_jax.train.config import validate_config
+from plm_jax.objectives.base import Objective
+from plm_jax.train import checkpointing, evaluation, optimizers, reporting, step as step_lib
+from plm_jax.train.config import RunConfig, validate_config
 from plm_jax.train.train_state import TrainState
 
 
@@ -40,6 +37,7 @@ class NonFiniteLossError(RuntimeError):
 @dataclasses.dataclass
 class ShardedSetup:
   """Everything derived from the config that the loop and tests need."""
+  run: RunConfig
   objective: Objective
   mesh: Any
   rules: Any
@@ -47,23 +45,39 @@ class ShardedSetup:
   state_shardings: TrainState
   abstract_state: TrainState          # ShapeDtypeStructs carrying their shardings
   init_fn: Any                        # jitted rng -> TrainState, created sharded
+  start_fn: Any                       # jitted (params, rng) -> TrainState (given params)
+
+
+def _carry_shardings(abstract_carry: Any, batch_size: int, mesh) -> Any:
+  """Leaves with the global batch as leading dim split like the batch; others replicated."""
+  def one(leaf):
+    if leaf.ndim and leaf.shape[0] == batch_size:
+      return sharding_lib.batch_sharding(mesh)
+    return sharding_lib.replicated(mesh)
+  return jax.tree_util.tree_map(one, abstract_carry)
 
 
 def build_setup(config: ml_collections.ConfigDict,
                 devices: Optional[Sequence[jax.Device]] = None,
                 objective: Optional[Objective] = None) -> ShardedSetup:
   """Mesh, optimizer and the state's shardings, without materialising anything."""
-  objective = objective or get_objective(config)
-  mesh = sharding_lib.make_mesh(config, devices)
-  rules = sharding_lib.axis_rules(config)
-  tx = optimizers.make_optimizer(config)
+  devices = list(jax.devices() if devices is None else devices)
+  run, built = validate_config(config, num_devices=len(devices),
+                               process_count=jax.process_count())
+  objective = objective or built
+  mesh = sharding_lib.make_mesh(run.mesh, devices)
+  rules = sharding_lib.axis_rules(run.mesh)
+  tx = optimizers.make_optimizer(run.optimizer, run.train.num_steps)
+  batch_size = run.train.batch_size
 
   # Init runs without logical rules: the parameters' layout comes from
-  # out_shardings, and activation constraints are pointless while initialising
-  # (flax's DenseGeneral even applies 3-D names to its flattened 2-D kernel there).
+  # out_shardings, and activation constraints are pointless while initialising.
+  def start_state(params, rng):
+    del rng
+    return TrainState.create(params, tx, objective.init_carry(batch_size))
+
   def init_state(rng):
-    params = nn.meta.unbox(objective.init_params(rng))
-    return TrainState.create(params, tx)
+    return start_state(nn.meta.unbox(objective.init_params(rng)), rng)
 
   rng = jax.random.PRNGKey(0)
   boxed = jax.eval_shape(objective.init_params, rng)
@@ -71,43 +85,60 @@ def build_setup(config: ml_collections.ConfigDict,
   abstract = jax.eval_shape(init_state, rng)
   state_sh = TrainState(
       step=sharding_lib.replicated(mesh), params=param_sh,
-      opt_state=sharding_lib.match_shardings(abstract.opt_state, abstract.params, param_sh, mesh))
+      opt_state=sharding_lib.match_shardings(abstract.opt_state, abstract.params, param_sh, mesh),
+      carry=_carry_shardings(abstract.carry, batch_size, mesh))
   abstract = jax.tree_util.tree_map(
       lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract, state_sh)
   init_fn = jax.jit(init_state, out_shardings=state_sh)
-  return ShardedSetup(objective, mesh, rules, tx, state_sh, abstract, init_fn)
+  start_fn = jax.jit(start_state, in_shardings=(param_sh, sharding_lib.replicated(mesh)),
+                     out_shardings=state_sh)
+  return ShardedSetup(run, objective, mesh, rules, tx, state_sh, abstract, init_fn, start_fn)
 
 
-def global_batch(local: Dict[str, np.ndarray], spec: Dict[str, jax.ShapeDtypeStruct],
-                 sharding) -> Dict[str, jax.Array]:
-  """Host-local numpy batch -> global jax.Arrays split over (data, fsdp)."""
-  out = {}
-  for k, s in spec.items():
-    out[k] = jax.make_array_from_process_local_data(
-        sharding, np.asarray(local[k], dtype=s.dtype), s.shape)
-  return out
+def initial_state(setup: ShardedSetup, seed: int) -> TrainState:
+  """Fresh state, with the objective's initial params (pretrained) placed over the fresh ones."""
+  rng = jax.random.PRNGKey(seed)
+  state = setup.init_fn(rng)
+  pretrained = setup.objective.initial_params()
+  if pretrained is None:
+    return state
+  params, fresh = place_params(pretrained, state.params, setup.state_shardings.params)
+  if fresh:
+    print(f"initialised {len(fresh)} parameter(s) fresh (not in the initial checkpoint): "
+          f"{', '.join(fresh[:6])}{' ...' if len(fresh) > 6 else ''}", flush=True)
+  return setup.start_fn(params, rng)
 
 
-def check_batch(local: Dict[str, Any], spec: Dict[str, jax.ShapeDtypeStruct],
-                per_host: int, split: str) -> None:
-  """One-line error when the data pipeline's batch does not fit the objective."""
-  missing = sorted(set(spec) - set(local))
-  if missing:
-    raise ValueError(f"data ({split}): batch lacks feature(s) {missing}; has {sorted(local)}")
-  for k, s in spec.items():
-    want = (per_host,) + tuple(s.shape[1:])
-    if tuple(np.shape(local[k])) != want:
-      raise ValueError(f"data ({split}): feature {k} has shape {tuple(np.shape(local[k]))}, "
-                       f"expected {want}")
+def _flat(tree: Any) -> Dict[str, Any]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {"/".join(str(getattr(k, "key", k)) for k in path): leaf for path, leaf in leaves}
 
 
-def _host_iterator(dataset, split: str):
-  it = iter(dataset.as_numpy_iterator())
-  while True:
-    try:
-      yield next(it)
-    except StopIteration:
-      raise ValueError(f"data ({split}): the dataset ran out of batches") from None
+def place_params(host: Any, fresh: Any, shardings: Any):
+  """`host` params (possibly a sub-tree) over `fresh` ones, each in its sharded layout.
+
+  Returns (params, paths kept fresh). A host parameter the model lacks, or one
+  of another shape, is a one-line ValueError naming it.
+  """
+  host_flat, fresh_flat = _flat(host), _flat(fresh)
+  for path, value in host_flat.items():
+    if path not in fresh_flat:
+      raise ValueError(f"initial params: parameter {path} is in the checkpoint but not in the "
+                       f"model")
+    if tuple(np.shape(value)) != tuple(fresh_flat[path].shape):
+      raise ValueError(f"initial params: parameter {path} has shape {tuple(np.shape(value))} "
+                       f"in the checkpoint but {tuple(fresh_flat[path].shape)} in the model")
+  kept = sorted(set(fresh_flat) - set(host_flat))
+  paths, treedef = jax.tree_util.tree_flatten_with_path(fresh)
+  sh_leaves = jax.tree_util.tree_leaves(shardings)
+  out = []
+  for (path, leaf), sh in zip(paths, sh_leaves):
+    name = "/".join(str(getattr(k, "key", k)) for k in path)
+    if name in host_flat:
+      value = np.asarray(host_flat[name], dtype=leaf.dtype)
+      leaf = jax.make_array_from_callback(value.shape, sh, lambda idx, v=value: v[idx])
+    out.append(leaf)
+  return jax.tree_util.tree_unflatten(treedef, out), kept
 
 
 def _all_finite(tree) -> jax.Array:
@@ -116,109 +147,85 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-def export_params(workdir: str, params: Any, objective: Objective, family: str) -> str:
-  """workdir/export/params (+ the model config as JSON); returns the export dir."""
-  export_dir = os.path.abspath(os.path.join(workdir, "export"))
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(os.path.join(export_dir, "params"), params, force=True)
-  checkpointer.wait_until_finished()
-  model_config = getattr(objective, "model_config", None)
-  if model_config is not None and jax.process_index() == 0:
-    with open(os.path.join(export_dir, f"{family}_config.json"), "w") as f:
-      json.dump(dataclasses.asdict(model_config()), f, indent=2, sort_keys=True)
-  return export_dir
+def export_models(workdir: str, params: Any, objective: Objective) -> Dict[str, str]:
+  """workdir/export[/<name>] for each model the objective exports; name -> directory."""
+  from plm_jax.convert import export  # pylint: disable=import-outside-toplevel
+  out = {}
+  for name, (model_config, model_params) in objective.export_models(params).items():
+    directory = os.path.abspath(os.path.join(workdir, "export", name))
+    out[name] = export.save_export(directory, model_params, model_config, objective.family)
+  return out
 
 
-def evaluate(eval_fn, params, eval_dataset, spec, sharding, per_host: int,
-             num_batches: int) -> Dict[str, float]:
-  totals = None
-  it = _host_iterator(eval_dataset, "validation")
-  for _ in range(num_batches):
-    local = next(it)
-    check_batch(local, spec, per_host, "validation")
-    m = eval_fn(params, global_batch(local, spec, sharding))
-    totals = m if totals is None else jax.tree_util.tree_map(jnp.add, totals, m)
-  return step_lib.metrics_to_host(totals) if totals is not None else {}
+def mesh_context(run: RunConfig, mesh):
+  """The global mesh while tracing, so the model's logical activation constraints
+  take effect (config.mesh.activation_constraints); otherwise only parameters and
+  batches carry shardings and XLA propagates the rest."""
+  if run.mesh.activation_constraints:
+    return jax.set_mesh(mesh)
+  return contextlib.nullcontext()
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        devices: Optional[Sequence[jax.Device]] = None) -> Dict[str, float]:
   """Trains config.train.num_steps steps in workdir (resuming); returns final metrics."""
-  devices = list(jax.devices() if devices is None else devices)
-  validate_config(config, num_devices=len(devices), process_count=jax.process_count())
-  t = config.train
-  os.makedirs(workdir, exist_ok=True)
   setup = build_setup(config, devices)
-  objective, mesh = setup.objective, setup.mesh
+  os.makedirs(workdir, exist_ok=True)
+  with mesh_context(setup.run, setup.mesh):
+    return _run(setup, workdir)
+
+
+def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
+  run, objective, mesh = setup.run, setup.objective, setup.mesh
+  t, seed = run.train, run.seed
   per_host = t.batch_size // jax.process_count()
   spec = objective.batch_spec(t.batch_size)
   batch_sh = sharding_lib.batch_sharding(mesh)
-  lr_schedule = optimizers.learning_rate_schedule(config)
-
-  with mesh_context(config, mesh):
-    return _run(config, workdir, setup, per_host, spec, batch_sh, lr_schedule)
-
-
-def mesh_context(config: ml_collections.ConfigDict, mesh):
-  """The global mesh while tracing, so the model's logical activation constraints
-  take effect (config.mesh.activation_constraints); otherwise only parameters and
-  batches carry shardings and XLA propagates the rest."""
-  if config.mesh.get("activation_constraints", True):
-    return jax.set_mesh(mesh)
-  return contextlib.nullcontext()
-
-
-def _run(config, workdir, setup: ShardedSetup, per_host, spec, batch_sh, lr_schedule):
-  t = config.train
-  objective, mesh = setup.objective, setup.mesh
   ckpt = checkpointing.Checkpointer(workdir, t.keep_checkpoints)
   try:
     restored = ckpt.restore_latest(setup.abstract_state)
+    if restored is None:
+      state = initial_state(setup, seed)
+      batches_consumed = 0
+      print(f"initialised a new run in {workdir} (mesh {dict(mesh.shape)})", flush=True)
+    else:
+      ckpt_step, state, data = restored
+      if int(data.get("seed", seed)) != seed:
+        raise ValueError(f"config.seed={seed}: the checkpoint in {ckpt.directory} was "
+                         f"written with seed {data['seed']}; use the same seed or a new --workdir")
+      batches_consumed = int(data["batches_consumed"])
+      print(f"resumed from step {ckpt_step} in {ckpt.directory} "
+            f"(skipping {batches_consumed} consumed batches)", flush=True)
   except Exception:
     ckpt.close()
     raise
-  if restored is None:
-    state = setup.init_fn(jax.random.PRNGKey(config.seed))
-    batches_consumed = 0
-    print(f"initialised a new run in {workdir} (mesh {dict(mesh.shape)})", flush=True)
-  else:
-    ckpt_step, state, data = restored
-    if int(data.get("seed", config.seed)) != int(config.seed):
-      raise ValueError(f"config.seed={config.seed}: the checkpoint in {ckpt.directory} was "
-                       f"written with seed {data['seed']}; use the same seed or a new --workdir")
-    batches_consumed = int(data["batches_consumed"])
-    print(f"resumed from step {ckpt_step} in {ckpt.directory} "
-          f"(skipping {batches_consumed} consumed batches)", flush=True)
   start = int(jax.device_get(state.step))
 
-  train_ds = objective.get_dataset("train", per_host, config.seed, jax.process_index(),
+  train_ds = objective.get_dataset("train", per_host, seed, jax.process_index(),
                                    jax.process_count())
   if batches_consumed:
     train_ds = train_ds.skip(batches_consumed)
-  train_it = _host_iterator(train_ds, "train")
-  eval_ds = None
-  if t.eval_every > 0 or t.eval_steps > 0:
-    eval_ds = objective.get_dataset("validation", per_host, config.seed, jax.process_index(),
-                                    jax.process_count())
+  train_it = evaluation.host_iterator(train_ds, "train")
+  evaluator = evaluation.Evaluator(setup, per_host, spec) if t.eval_every >= 0 else None
 
   train_fn = step_lib.jit_train_step(objective, setup.tx, mesh, setup.state_shardings,
                                      t.grad_accum_steps, setup.rules)
-  eval_fn = step_lib.jit_eval_step(objective, mesh, setup.state_shardings.params, setup.rules)
   finite_fn = jax.jit(_all_finite)
-  base_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+  base_rng = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
   tokens = int(math.prod(spec["input_ids"].shape)) if "input_ids" in spec else t.batch_size
   reporter = reporting.Reporter(workdir, t.num_steps, tokens)
+  lr_schedule = optimizers.learning_rate_schedule(run.optimizer, t.num_steps)
 
   def run_eval(step: int) -> Dict[str, float]:
-    metrics = evaluate(eval_fn, state.params, eval_ds, spec, batch_sh, per_host, t.eval_steps)
+    metrics = evaluator.evaluate(state.params, t.eval_steps)
     reporter.eval(step, metrics)
     return metrics
 
   def save(step: int) -> None:
-    if not bool(jax.device_get(finite_fn(state.params))):
+    if not bool(jax.device_get(finite_fn((state.params, state.carry)))):
       raise NonFiniteLossError(f"step {step}: parameters are NaN/Inf; not saving (the last good "
                                f"checkpoint in {ckpt.directory} is kept)")
-    ckpt.save(step, state, {"batches_consumed": batches_consumed, "seed": int(config.seed)})
+    ckpt.save(step, state, {"batches_consumed": batches_consumed, "seed": seed})
 
   window, train_metrics, eval_metrics = None, {}, {}
   last_saved = start if restored is not None else None
@@ -227,8 +234,8 @@ def _run(config, workdir, setup: ShardedSetup, per_host, spec, batch_sh, lr_sche
     for step in range(start, t.num_steps):
       local = next(train_it)
       if step == start:
-        check_batch(local, spec, per_host, "train")
-      state, metrics = train_fn(state, global_batch(local, spec, batch_sh), base_rng)
+        evaluation.check_batch(local, spec, per_host, "train")
+      state, metrics = train_fn(state, evaluation.global_batch(local, spec, batch_sh), base_rng)
       batches_consumed += 1
       window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
       done = step + 1
@@ -243,7 +250,7 @@ def _run(config, workdir, setup: ShardedSetup, per_host, spec, batch_sh, lr_sche
       if is_log:
         reporter.train(done, train_metrics, float(lr_schedule(done - 1)))
         window = None
-      if t.eval_every > 0 and done % t.eval_every == 0 and eval_ds is not None:
+      if t.eval_every > 0 and done % t.eval_every == 0:
         eval_metrics = run_eval(done)
       if is_ckpt:
         save(done)
@@ -252,16 +259,16 @@ def _run(config, workdir, setup: ShardedSetup, per_host, spec, batch_sh, lr_sche
       save(int(jax.device_get(state.step)))
     ckpt.wait()
     final_step = int(jax.device_get(state.step))
-    if eval_ds is not None and t.eval_steps > 0 and (
-        t.eval_every <= 0 or final_step % t.eval_every or not eval_metrics):
+    if evaluator is not None and (t.eval_every == 0 or final_step % t.eval_every
+                                  or not eval_metrics):
       eval_metrics = run_eval(final_step)
   finally:
     ckpt.close()
     reporter.close()
 
   if t.params_export:
-    export_dir = export_params(workdir, state.params, objective, config.family)
-    print(f"exported params to {export_dir}", flush=True)
+    for directory in export_models(workdir, state.params, objective).values():
+      print(f"exported params to {directory}", flush=True)
   final = {f"train/{k}": v for k, v in train_metrics.items()}
   final.update({f"eval/{k}": v for k, v in eval_metrics.items()})
   final["step"] = float(final_step)

@@ -1,0 +1,104 @@
+"""seqio data sources of documents ({'text': str}) from a `data.corpus` section.
+
+  builtin  the synthetic corpus of plm_jax.data.builtin (no third-party text)
+  text     local files read by plm_jax.data.corpora (corpus.paths)
+  tfds     seqio.TfdsDataSource(corpus.tfds_name), its text feature renamed to 'text'
+Validation is corpus.eval_paths, or else every eval_every_nth document held out
+of the same stream (builtin and text). Any objective that starts from raw
+documents uses `document_source` + `text_preprocessors`.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Iterator, List, Optional, Tuple
+
+import seqio
+import tensorflow as tf
+
+from plm_jax.data import builtin
+from plm_jax.data import corpora
+from plm_jax.data.config import CorpusConfig
+
+SPLITS = ("train", "validation")
+DOC_SHUFFLE_BUFFER = 1024     # documents; examples are shuffled again by the task
+KEY = "config.data.corpus"
+
+
+def _held_out(docs: Iterator[str], split: str, every_nth: int) -> Iterator[str]:
+  for i, doc in enumerate(docs):
+    if (i % every_nth == every_nth - 1) == (split == "validation"):
+      yield doc
+
+
+def _documents_fn(corpus: CorpusConfig, split: str) -> Callable[[], Iterator[str]]:
+  """A re-iterable document stream for one split of a builtin/text corpus."""
+  n = corpus.eval_every_nth
+  if corpus.type == "builtin":
+    return lambda: _held_out(builtin.iter_documents(builtin.NUM_DOCUMENTS, seed=0), split, n)
+
+  def read(paths, key):
+    return corpora.iter_documents(paths, corpus.reader, doc_separator=corpus.doc_separator,
+                                  max_sentences_per_doc=corpus.max_sentences_per_doc,
+                                  config_key=key)
+  if corpus.eval_paths:
+    if split == "validation":
+      return lambda: read(corpus.eval_paths, f"{KEY}.eval_paths")
+    return lambda: read(corpus.paths, corpora.PATHS_KEY)
+  return lambda: _held_out(read(corpus.paths, corpora.PATHS_KEY), split, n)
+
+
+@functools.lru_cache(maxsize=8)
+def load_documents(corpus: CorpusConfig, split: str) -> Tuple[str, ...]:
+  """Every document of a builtin/text split, read once per process; an empty split is
+  a one-line error naming the config key (not a failure inside tf.data)."""
+  docs = tuple(_documents_fn(corpus, split)())
+  if not docs:
+    raise ValueError(
+        f"{KEY}.eval_every_nth={corpus.eval_every_nth}: {corpus.paths!r} holds fewer "
+        f"documents than that, so no '{split}' document is held out; set {KEY}.eval_paths "
+        "or lower eval_every_nth")
+  return docs
+
+
+def _local_dataset_fn(split: str, shuffle_files: bool, seed: Optional[int] = None, *,
+                      corpus: CorpusConfig) -> tf.data.Dataset:
+  """Documents of a builtin/text corpus as a dataset of {'text'}.
+
+  Read into memory once per process (a local corpus is at most a few GB of
+  text; larger corpora belong in TFDS) and served with from_tensor_slices: no
+  Python generator runs inside tf.data, which keeps the stream deterministic.
+  """
+  docs = load_documents(corpus, split)
+  ds = tf.data.Dataset.from_tensor_slices({"text": tf.constant(docs, tf.string)})
+  if shuffle_files:
+    ds = ds.shuffle(DOC_SHUFFLE_BUFFER, seed=seed)
+  return ds
+
+
+def document_source(corpus: CorpusConfig) -> seqio.DataSource:
+  if corpus.type in ("builtin", "text"):
+    return seqio.FunctionDataSource(
+        dataset_fn=functools.partial(_local_dataset_fn, corpus=corpus), splits=SPLITS)
+  if corpus.type == "tfds":
+    # seqio insists on 'name:version'; an unversioned name (e.g. wikipedia/20230601.en) gets
+    # '*.*.*', which TFDS resolves to the builder's default version as tfds.builder(name) would.
+    name = corpus.tfds_name if ":" in corpus.tfds_name else corpus.tfds_name + ":*.*.*"
+    return seqio.TfdsDataSource(
+        tfds_name=name, tfds_data_dir=corpus.tfds_data_dir or None,
+        splits={"train": corpus.tfds_train_split, "validation": corpus.tfds_eval_split})
+  raise ValueError(f"{KEY}.type: unknown type {corpus.type!r}; choose builtin, text or tfds")
+
+
+def text_preprocessors(corpus: CorpusConfig) -> List[Callable]:
+  """Steps that bring a source's examples to {'text'} (TFDS: rename its text feature)."""
+  if corpus.type == "tfds":
+    return [functools.partial(seqio.preprocessors.rekey, key_map={"text": corpus.tfds_text_key})]
+  return []
+
+
+def tfds_not_found(corpus: CorpusConfig) -> ValueError:
+  """The one-line error for a TFDS name that does not resolve (TFDS's own lists all names)."""
+  return ValueError(
+      f"{KEY}.tfds_name={corpus.tfds_name!r}: no such TFDS dataset (searched "
+      f"{KEY}.tfds_data_dir={corpus.tfds_data_dir!r} and the registered builders); "
+      "check the name, or prepare it in tfds_data_dir")
