@@ -56,8 +56,8 @@ def _import_class(name: str, source: str) -> type:
 def _float32(x: Any) -> Any:
   if isinstance(x, jax.Array):  # keeps its sharding (the trainer's params)
     return x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x
-  x = np.asarray(x)
-  return jnp.asarray(x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else x)
+  x = np.asarray(x)  # jnp.issubdtype: numpy's says no for ml_dtypes' bfloat16
+  return jnp.asarray(x.astype(np.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x)
 
 
 def save_export(export_dir: str, params: Mapping, model_config: Any, family: str) -> str:
@@ -69,7 +69,11 @@ def save_export(export_dir: str, params: Mapping, model_config: Any, family: str
   if not dataclasses.is_dataclass(model_config) or isinstance(model_config, type):
     raise ValueError(f"save_export: model_config must be a dataclass instance, got {model_config!r}")
   config_class = _class_name(type(model_config))
-  if _import_class(config_class, "save_export") is not type(model_config):
+  try:
+    readable = _import_class(config_class, "save_export") is type(model_config)
+  except ValueError:
+    readable = False
+  if not readable:
     raise ValueError(f"save_export: {config_class} cannot be imported back by load_export "
                      "(define the config class at module level)")
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
