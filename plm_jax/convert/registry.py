@@ -51,7 +51,7 @@ class Converter:
   """
   model_type: str = ""                      # HF config.json model_type (= plm_jax family name)
   architecture_prefixes: Tuple[str, ...] = ()  # HF class names, used only without model_type
-  config_class: Type = type(None)           # frozen dataclass of the model config
+  config_class: Optional[Type] = None       # frozen dataclass of the model config
   base_model_class: Optional[Type[nn.Module]] = None   # backbone (e.g. BertModel)
   head_model_class: Optional[Type[nn.Module]] = None   # backbone + heads (e.g. BertForPreTraining)
   rules: Sequence[Rule] = ()
@@ -224,8 +224,10 @@ def register(converter, replace: bool = False):
   """Registers a Converter instance (or class, instantiated); usable as a decorator.
   Returns its argument. Registering a taken model_type needs replace=True."""
   instance = converter() if isinstance(converter, type) else converter
-  if not isinstance(instance, Converter) or not instance.model_type:
-    raise ValueError(f"register: {converter!r} is not a Converter with a model_type")
+  if (not isinstance(instance, Converter) or not instance.model_type
+      or not dataclasses.is_dataclass(instance.config_class)):
+    raise ValueError(f"register: {converter!r} is not a Converter with a model_type and a "
+                     "dataclass config_class")
   old = _REGISTRY.get(instance.model_type)
   if old is not None and not replace and type(old) is not type(instance):
     raise ValueError(f"register: model_type {instance.model_type!r} is already registered "
