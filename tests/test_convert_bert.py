@@ -10,8 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+import plm_jax
 from plm_jax.data import paths
-from plm_jax.convert import cli, hf_bert  # noqa: E402
+from plm_jax.convert import cli, export, registry  # noqa: E402
 from plm_jax.convert.table import ConversionError  # noqa: E402
 from plm_jax.models.bert import BertForPreTraining, BertModel  # noqa: E402
 
@@ -74,7 +75,7 @@ def test_parity_with_transformers(tmp_path, kw, fmt):
     hf.config.save_pretrained(tmp_path)
     torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
     assert "cls.predictions.decoder.weight" in hf.state_dict()
-  model, params = hf_bert.load_pretrained(str(tmp_path))
+  model, params = plm_jax.load_pretrained(str(tmp_path))
   assert isinstance(model, BertForPreTraining)
   ids, types, mask = _inputs(kw["vocab_size"])
   ours = model.apply({"params": params}, input_ids=jnp.asarray(ids), token_type_ids=jnp.asarray(types),
@@ -93,7 +94,7 @@ def test_parity_with_transformers(tmp_path, kw, fmt):
 def test_scan_layers_import_and_stacked_export(tmp_path):
   hf = _hf_model(transformers.BertForPreTraining, ODD)
   hf.save_pretrained(tmp_path / "hf")
-  model, params = hf_bert.load_pretrained(str(tmp_path / "hf"), scan_layers=True)
+  model, params = plm_jax.load_pretrained(str(tmp_path / "hf"), scan_layers=True)
   assert model.config.scan_layers
   assert params["bert"]["encoder"]["layers"]["attention"]["query"]["kernel"].shape == (3, 36, 3, 12)
   ids, types, mask = _inputs(ODD["vocab_size"])
@@ -101,7 +102,7 @@ def test_scan_layers_import_and_stacked_export(tmp_path):
                     attention_mask=jnp.asarray(mask))
   errors = _max_errors(_hf_outputs(hf, ids, types, mask), ours)
   assert all(e < TOL for e in errors.values()), errors
-  hf_bert.save_pretrained(params, model.config, str(tmp_path / "out"))  # stacked -> unrolled names
+  registry.save_pretrained(params, model.config, str(tmp_path / "out"))  # stacked -> unrolled names
   from safetensors.numpy import load_file
   exported = load_file(str(tmp_path / "out" / "model.safetensors"))
   original = load_file(str(tmp_path / "hf" / "model.safetensors"))
@@ -112,11 +113,11 @@ def test_scan_layers_import_and_stacked_export(tmp_path):
 def test_export_import_round_trip_exact_and_hf_loads_it(tmp_path):
   hf = _hf_model(transformers.BertForPreTraining, REGULAR, seed=1)
   hf.save_pretrained(tmp_path / "hf")
-  model, params = hf_bert.load_pretrained(str(tmp_path / "hf"))
-  hf_bert.save_pretrained(params, model.config, str(tmp_path / "export"))
+  model, params = plm_jax.load_pretrained(str(tmp_path / "hf"))
+  registry.save_pretrained(params, model.config, str(tmp_path / "export"))
   config = json.loads((tmp_path / "export" / "config.json").read_text())
   assert config["model_type"] == "bert" and config["architectures"] == ["BertForPreTraining"]
-  _, params2 = hf_bert.load_pretrained(str(tmp_path / "export"))
+  _, params2 = plm_jax.load_pretrained(str(tmp_path / "export"))
   flat1, flat2 = jax.tree_util.tree_leaves_with_path(params), jax.tree_util.tree_leaves_with_path(params2)
   assert [p for p, _ in flat1] == [p for p, _ in flat2]
   for (path, a), (_, b) in zip(flat1, flat2):
@@ -136,7 +137,7 @@ def test_backbone_checkpoint_without_prefix_and_heads(tmp_path):
   hf.save_pretrained(tmp_path)
   from safetensors.numpy import load_file
   assert not any(k.startswith("bert.") for k in load_file(str(tmp_path / "model.safetensors")))
-  model, params = hf_bert.load_pretrained(str(tmp_path))
+  model, params = plm_jax.load_pretrained(str(tmp_path))
   assert isinstance(model, BertModel) and sorted(params) == ["embeddings", "encoder", "pooler"]
   ids, types, mask = _inputs(ODD["vocab_size"], seed=4)
   ours = model.apply({"params": params}, input_ids=jnp.asarray(ids), token_type_ids=jnp.asarray(types),
@@ -146,22 +147,31 @@ def test_backbone_checkpoint_without_prefix_and_heads(tmp_path):
   assert all(e < TOL for e in errors.values()), errors
   # Heads are only made up when asked for.
   with pytest.raises(ConversionError, match="mlm_head/transform/kernel"):
-    hf_bert.load_pretrained(str(tmp_path), with_heads=True)
-  full_model, full = hf_bert.load_pretrained(str(tmp_path), with_heads="init")
+    plm_jax.load_pretrained(str(tmp_path), with_heads=True)
+  full_model, full = plm_jax.load_pretrained(str(tmp_path), with_heads="init")
   assert isinstance(full_model, BertForPreTraining) and sorted(full) == ["bert", "mlm_head", "nsp_head"]
   for (_, a), (_, b) in zip(jax.tree_util.tree_leaves_with_path(params),
                             jax.tree_util.tree_leaves_with_path(full["bert"])):
     assert np.array_equal(np.asarray(a), np.asarray(b))
   # Backbone-only params export as a BertModel directory.
-  hf_bert.save_pretrained(params, model.config, str(tmp_path / "export"))
+  registry.save_pretrained(params, model.config, str(tmp_path / "export"))
   _, info = transformers.BertModel.from_pretrained(str(tmp_path / "export"), output_loading_info=True)
   assert not info["missing_keys"] and not info["unexpected_keys"], info
 
 
-def test_with_heads_false_drops_heads(tmp_path):
+def test_with_heads_false_drops_heads_and_outputs_speak_hf_names(tmp_path):
   _hf_model(transformers.BertForPreTraining, ODD).save_pretrained(tmp_path)
-  model, params = hf_bert.load_pretrained(str(tmp_path), with_heads=False)
+  ids, types, mask = (jnp.asarray(x) for x in _inputs(ODD["vocab_size"], length=8))
+  model, params = plm_jax.load_pretrained(str(tmp_path), with_heads=False)
   assert isinstance(model, BertModel) and "mlm_head" not in params
+  out = model.apply({"params": params}, input_ids=ids, attention_mask=mask, token_type_ids=types)
+  assert sorted(out) == ["last_hidden_state", "pooler_output"]
+  model, params = plm_jax.load_pretrained(str(tmp_path), with_heads=True)
+  assert isinstance(model, BertForPreTraining)
+  out = model.apply({"params": params}, input_ids=ids, attention_mask=mask, token_type_ids=types)
+  assert sorted(out) == ["last_hidden_state", "pooler_output", "prediction_logits",
+                         "seq_relationship_logits"]
+  assert out["prediction_logits"].shape == (4, 8, ODD["vocab_size"])
 
 
 def _minilm_dir():
@@ -186,7 +196,7 @@ def test_real_minilm_checkpoint_matches_transformers():
   hf = transformers.BertModel.from_pretrained(path, attn_implementation="eager").eval()
   with torch.no_grad():
     ref = hf(**{k: torch.tensor(v) for k, v in enc.items()}).last_hidden_state.numpy()
-  model, params = hf_bert.load_pretrained(path)
+  model, params = plm_jax.load_pretrained(path)
   assert isinstance(model, BertModel)
   seq = model.apply({"params": params}, **{k: jnp.asarray(v) for k, v in enc.items()}
                     )["last_hidden_state"]
@@ -209,7 +219,7 @@ def test_other_architecture_is_rejected_in_one_line(tmp_path):
   _write(tmp_path, {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 8},
          {"wte.weight": np.zeros((5, 8), np.float32)})
   with pytest.raises(ValueError) as err:
-    hf_bert.load_pretrained(str(tmp_path))
+    plm_jax.load_pretrained(str(tmp_path))
   message = str(err.value)
   assert "\n" not in message and str(tmp_path) in message and "gpt2" in message, message
 
@@ -226,7 +236,7 @@ def test_extra_tensor_is_listed(tmp_path):
   tensors["bert.encoder.layer.0.attention.self.rotary.weight"] = np.zeros((3,), np.float32)
   _write(tmp_path, config, tensors)
   with pytest.raises(ConversionError, match=r"not mapped.*bert\.encoder\.layer\.0\.attention\.self\.rotary\.weight"):
-    hf_bert.load_pretrained(str(tmp_path))
+    plm_jax.load_pretrained(str(tmp_path))
 
 
 def test_extra_layer_beyond_config_is_reported(tmp_path):
@@ -234,7 +244,7 @@ def test_extra_layer_beyond_config_is_reported(tmp_path):
   tensors["bert.encoder.layer.3.output.dense.bias"] = np.zeros((36,), np.float32)
   _write(tmp_path, config, tensors)
   with pytest.raises(ConversionError, match=r"does not have.*layers_3/mlp/wo/bias"):
-    hf_bert.load_pretrained(str(tmp_path))
+    plm_jax.load_pretrained(str(tmp_path))
 
 
 def test_missing_tensor_is_listed(tmp_path):
@@ -242,7 +252,7 @@ def test_missing_tensor_is_listed(tmp_path):
   del tensors["bert.encoder.layer.1.intermediate.dense.weight"]
   _write(tmp_path, config, tensors)
   with pytest.raises(ConversionError, match=r"not filled.*bert/encoder/layers_1/mlp/wi/kernel"):
-    hf_bert.load_pretrained(str(tmp_path))
+    plm_jax.load_pretrained(str(tmp_path))
 
 
 def test_untied_decoder_and_wrong_shape_are_rejected(tmp_path):
@@ -251,22 +261,22 @@ def test_untied_decoder_and_wrong_shape_are_rejected(tmp_path):
   untied["cls.predictions.decoder.weight"] = tensors["bert.embeddings.word_embeddings.weight"] + 1
   _write(tmp_path, config, untied)
   with pytest.raises(ConversionError, match="tied"):
-    hf_bert.load_pretrained(str(tmp_path))
+    plm_jax.load_pretrained(str(tmp_path))
   config["hidden_size"] = 48  # config and weights disagree
   config["intermediate_size"] = 50
   _write(tmp_path, config, tensors)
   with pytest.raises(ConversionError, match="shape mismatches"):
-    hf_bert.load_pretrained(str(tmp_path))
+    plm_jax.load_pretrained(str(tmp_path))
 
 
 def test_gamma_beta_layer_norm_names_and_buffers(tmp_path):
   config, tensors = _bert_tensors(tmp_path)
-  _, reference = hf_bert.load_pretrained(str(tmp_path))
+  _, reference = plm_jax.load_pretrained(str(tmp_path))
   renamed = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
              for k, v in tensors.items()}
   renamed["bert.embeddings.position_ids"] = np.arange(40, dtype=np.int64)[None]
   _write(tmp_path, config, renamed)
-  _, params = hf_bert.load_pretrained(str(tmp_path))
+  _, params = plm_jax.load_pretrained(str(tmp_path))
   for a, b in zip(jax.tree_util.tree_leaves(reference), jax.tree_util.tree_leaves(params)):
     assert np.array_equal(np.asarray(a), np.asarray(b))
 
@@ -278,8 +288,9 @@ def test_cli_import_export_round_trip_and_errors(tmp_path, capsys):
   hf.save_pretrained(tmp_path / "hf")
   assert cli.main(["import", "--hf_dir", str(tmp_path / "hf"), "--out", str(tmp_path / "exp"),
                    "--scan_layers"]) == 0
-  assert (tmp_path / "exp" / "params").is_dir() and (tmp_path / "exp" / "bert_config.json").is_file()
-  cfg, params = hf_bert.load_params_export(str(tmp_path / "exp"))
+  assert (tmp_path / "exp" / "params").is_dir() and (tmp_path / "exp" / "plm_config.json").is_file()
+  family, cfg, params = export.load_export(str(tmp_path / "exp"))
+  assert family == "bert"
   assert cfg.scan_layers and cfg.num_layers == 3 and cfg.hidden_size == 36
   assert np.asarray(params["bert"]["encoder"]["layers"]["mlp"]["wi"]["kernel"]).shape == (3, 36, 50)
   assert cli.main(["export", "--params", str(tmp_path / "exp"), "--out", str(tmp_path / "hf2")]) == 0

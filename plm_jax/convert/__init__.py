@@ -1,1 +1,2 @@
-"""Weight import/export: one declarative mapping table per family (hf_bert.py for BERT)."""
+"""Weight import/export: one registry keyed by the HF model_type (registry.py), one rule
+table per family (hf_<family>.py), one params export format (export.py)."""

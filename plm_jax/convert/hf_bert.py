@@ -1,33 +1,16 @@
-"""Hugging Face BERT <-> plm_jax BERT: the name table, config mapping, import and export.
+"""Hugging Face BERT <-> plm_jax BERT: the name table, the config mapping and the registry entry.
 
-  load_pretrained(path, with_heads=None, dtype='float32', scan_layers=False) -> (model, params)
-  save_pretrained(params, bert_config, path)        params -> HF directory (config.json + safetensors)
-  load_params_export(export_dir) -> (BertConfig, params)   a trainer export (orbax params + bert_config.json)
-
-Heads (`with_heads`): None = whatever the checkpoint holds (MLM+NSP heads -> BertForPreTraining,
-no heads -> BertModel); False = BertModel, head tensors dropped on purpose; True =
-BertForPreTraining, every head tensor required; "init" = BertForPreTraining with head
-params missing from the checkpoint freshly initialised (seed `seed`).
+The generic import/export engine is plm_jax.convert.registry.Converter; this file
+holds only what is BERT's: the rules, config_from_hf / config_to_hf, the model
+classes, the 'bert.' backbone prefix and the gamma/beta aliases of old checkpoints.
+Use it through plm_jax.load_pretrained / registry.get_converter("bert").
 """
-import dataclasses
-import json
-import os
 import re
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from plm_jax.convert import hf_io
-from plm_jax.convert.table import (HEADS_BIAS, HEADS_IN_KERNEL, HEADS_OUT_KERNEL, TRANSPOSE,
-                                   ConversionError, Rule, flatten, flax_to_hf, hf_to_flax,
-                                   stack_layers, unflatten, unstack_layers)
+from plm_jax.convert import registry
+from plm_jax.convert.table import HEADS_BIAS, HEADS_IN_KERNEL, HEADS_OUT_KERNEL, TRANSPOSE, Rule
 from plm_jax.models.bert import BertConfig, BertForPreTraining, BertModel
-
-EXPORT_PARAMS_DIR = "params"             # workdir/export/params (orbax StandardSave of the params)
-EXPORT_CONFIG_FILE = "bert_config.json"  # workdir/export/bert_config.json (dataclasses.asdict)
 
 
 def _backbone_rules():
@@ -90,11 +73,7 @@ _ACT_TO_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
 # ---- config -----------------------------------------------------------------------------
 
 def config_from_hf(hf: Mapping[str, Any], source: str = "config.json") -> BertConfig:
-  """HF BertConfig dict -> BertConfig; ValueError (one line) for anything not BERT-compatible."""
-  model_type, archs = hf.get("model_type"), hf.get("architectures") or []
-  if model_type != "bert" and not any(str(a).startswith("Bert") for a in archs):
-    raise ValueError(f"{source}: not a BERT checkpoint (model_type={model_type!r}, "
-                     f"architectures={archs}); plm_jax.convert.hf_bert imports BERT only")
+  """HF BertConfig dict -> BertConfig; ValueError (one line) for anything BERT-incompatible."""
   act = hf.get("hidden_act", "gelu")
   if act not in _ACT_FROM_HF:
     raise ValueError(f"{source}: unsupported hidden_act {act!r}; supported: {sorted(_ACT_FROM_HF)}")
@@ -131,159 +110,34 @@ def config_to_hf(cfg: BertConfig, with_heads: bool = True) -> Dict[str, Any]:
   }
 
 
-# ---- params helpers ---------------------------------------------------------------------
+# ---- registry entry ---------------------------------------------------------------------
 
-def model_for(cfg: BertConfig, with_heads: bool) -> nn.Module:
-  return BertForPreTraining(cfg) if with_heads else BertModel(cfg)
+@registry.register
+class BertConverter(registry.Converter):
+  """BERT: BertModel (backbone) / BertForPreTraining (+ MLM and NSP heads)."""
+  model_type = "bert"
+  architecture_prefixes = ("Bert",)
+  config_class = BertConfig
+  base_model_class = BertModel
+  head_model_class = BertForPreTraining
+  rules = RULES
+  head_prefixes = HEAD_PREFIXES
+  hf_backbone_prefix = "bert."
+  flax_backbone_prefix = "bert/"
 
+  def config_from_hf(self, hf_config, source="config.json"):
+    return config_from_hf(hf_config, source)
 
-def init_params(cfg: BertConfig, with_heads: bool, rng: jax.Array) -> Dict:
-  ids = jnp.zeros((1, 2), jnp.int32)
-  return nn.unbox(model_for(cfg, with_heads).init(rng, ids)["params"])
+  def config_to_hf(self, cfg, with_heads=True):
+    return config_to_hf(cfg, with_heads)
 
+  def rule_context(self, cfg):
+    return {"num_heads": cfg.num_heads}
 
-def _expected_shapes(cfg: BertConfig) -> Dict[str, Tuple[int, ...]]:
-  """Flat 'path' -> shape of BertForPreTraining params (unrolled layers)."""
-  shapes = jax.eval_shape(lambda: init_params(cfg.replace(scan_layers=False), True, jax.random.key(0)))
-  return {p: tuple(s.shape) for p, s in flatten(shapes).items()}
+  def layer_stacks(self, cfg):
+    return {"bert/encoder": cfg.num_layers}
 
-
-def _canonical_names(tensors: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-  """Adds the 'bert.' prefix to backbone names of prefix-less checkpoints; gamma/beta aliases."""
-  out = {}
-  for name, value in tensors.items():
+  def rename(self, name):
     for pattern, repl in _ALIASES:
       name = pattern.sub(repl, name)
-    if not name.startswith(("bert.", "cls.")):
-      name = "bert." + name
-    if name in out:
-      raise ConversionError(f"checkpoint holds {name} twice (with and without the 'bert.' prefix)")
-    out[name] = value
-  return out
-
-
-def _strip_bert(flat: Mapping[str, Any]) -> Dict[str, Any]:
-  return {p[len("bert/"):]: v for p, v in flat.items()}
-
-
-# ---- import -----------------------------------------------------------------------------
-
-def import_hf(hf_dir: str, with_heads: Union[None, bool, str] = None, seed: int = 0
-              ) -> Tuple[BertConfig, Dict, bool]:
-  """Reads a HF BERT directory -> (BertConfig, nested numpy params (unrolled), has_heads)."""
-  if with_heads not in (None, True, False, "init"):
-    raise ValueError(f"with_heads must be None, True, False or 'init', got {with_heads!r}")
-  hf_config = hf_io.read_config(hf_dir)
-  cfg = config_from_hf(hf_config, source=hf_dir)
-  tensors = _canonical_names(hf_io.read_weights(hf_dir))
-  present = {pre for pre in HEAD_PREFIXES if any(n.startswith(pre) for n in tensors)}
-  if with_heads is None:
-    if present and len(present) < len(HEAD_PREFIXES):
-      raise ConversionError(
-          f"{hf_dir}: checkpoint has only some pretraining heads ({sorted(present)}); pass "
-          "with_heads=False (backbone only) or with_heads='init' (fresh missing heads)")
-    with_heads = bool(present)
-  heads = with_heads is not False
-  if not heads:
-    tensors = {n: v for n, v in tensors.items() if not n.startswith("cls.")}
-  expected = _expected_shapes(cfg)
-  if not heads:
-    expected = {p: s for p, s in expected.items() if p.startswith("bert/")}
-  optional = [p for p in expected if not p.startswith("bert/")] if with_heads == "init" else []
-  ctx = {"num_heads": cfg.num_heads}
-  flat = hf_to_flax(tensors, RULES, expected, ctx, source=hf_dir, optional=optional)
-  missing = [p for p in optional if p not in flat]
-  if missing:
-    fresh = flatten(init_params(cfg, True, jax.random.key(seed)))
-    flat.update({p: np.asarray(fresh[p]) for p in missing})
-  if not heads:
-    flat = _strip_bert(flat)
-  return cfg, unflatten(flat), heads
-
-
-def load_pretrained(path: str, with_heads: Union[None, bool, str] = None, dtype: str = "float32",
-                    scan_layers: bool = False, seed: int = 0) -> Tuple[nn.Module, Dict]:
-  """HF BERT directory -> (model, params) with model.apply({'params': params}, input_ids=..., attention_mask=..., token_type_ids=...).
-
-  model is BertForPreTraining when heads are loaded (see module doc), else BertModel.
-  Params are float32 jax arrays; `dtype` is the compute dtype.
-  """
-  cfg, params, heads = import_hf(path, with_heads=with_heads, seed=seed)
-  cfg = cfg.replace(dtype=dtype, scan_layers=scan_layers)
-  if scan_layers:
-    params = restack(params, cfg, to_scan=True)
-  return model_for(cfg, heads), jax.tree_util.tree_map(jnp.asarray, params)
-
-
-# ---- export -----------------------------------------------------------------------------
-
-def _encoder_path(flat: Mapping[str, Any]) -> str:
-  return "bert/encoder" if any(p.startswith("bert/") for p in flat) else "encoder"
-
-
-def restack(params: Mapping, cfg: BertConfig, to_scan: bool) -> Dict:
-  """Converts params between unrolled ('layers_i') and scan_layers ('layers' [n, ...]) layouts."""
-  flat = flatten(params)
-  stack = _encoder_path(flat)
-  fn = stack_layers if to_scan else unstack_layers
-  return unflatten(fn(flat, stack, cfg.num_layers))
-
-
-def to_hf_tensors(params: Mapping, cfg: BertConfig) -> Tuple[Dict[str, np.ndarray], bool]:
-  """plm_jax params (full or backbone-only, unrolled or scanned) -> (HF tensors, with_heads)."""
-  flat = {p: np.asarray(v, dtype=np.float32) for p, v in flatten(nn.unbox(params)).items()}
-  with_heads = any(p.startswith("bert/") for p in flat)
-  if not with_heads:
-    flat = {"bert/" + p: v for p, v in flat.items()}
-  if any(p.startswith("bert/encoder/layers/") for p in flat):
-    flat = unstack_layers(flat, "bert/encoder", cfg.num_layers)
-  tensors = flax_to_hf(flat, RULES, {"num_heads": cfg.num_heads})
-  if not with_heads:
-    tensors = {n[len("bert."):]: v for n, v in tensors.items()}
-  return tensors, with_heads
-
-
-def save_pretrained(params: Mapping, bert_config: BertConfig, path: str) -> None:
-  """Writes a HF directory (config.json + model.safetensors) loadable by transformers
-  BertForPreTraining (full params) or BertModel (backbone-only params)."""
-  tensors, with_heads = to_hf_tensors(params, bert_config)
-  hf_io.write_checkpoint(path, config_to_hf(bert_config, with_heads), tensors)
-
-
-# ---- plm_jax params export (trainer output) -----------------------------------------------
-
-def save_params_export(params: Mapping, bert_config: BertConfig, export_dir: str) -> None:
-  """Writes export_dir/params (orbax StandardCheckpointer) + export_dir/bert_config.json."""
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  export_dir = os.path.abspath(export_dir)
-  os.makedirs(export_dir, exist_ok=True)
-  ckptr = ocp.StandardCheckpointer()
-  ckptr.save(os.path.join(export_dir, EXPORT_PARAMS_DIR),
-             jax.tree_util.tree_map(jnp.asarray, nn.unbox(params)))
-  ckptr.wait_until_finished()
-  ckptr.close()
-  with open(os.path.join(export_dir, EXPORT_CONFIG_FILE), "w") as f:
-    json.dump(dataclasses.asdict(bert_config), f, indent=2)
-
-
-def load_params_export(export_dir: str) -> Tuple[BertConfig, Dict]:
-  """Reads a plm_jax export: export_dir/params (orbax) + export_dir/bert_config.json.
-
-  Also accepts the params directory itself when bert_config.json sits next to it.
-  """
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  export_dir = os.path.abspath(export_dir)
-  if (not os.path.isfile(os.path.join(export_dir, EXPORT_CONFIG_FILE))
-      and os.path.isfile(os.path.join(os.path.dirname(export_dir), EXPORT_CONFIG_FILE))):
-    export_dir = os.path.dirname(export_dir)
-  config_path = os.path.join(export_dir, EXPORT_CONFIG_FILE)
-  params_path = os.path.join(export_dir, EXPORT_PARAMS_DIR)
-  if not os.path.isfile(config_path) or not os.path.isdir(params_path):
-    raise FileNotFoundError(f"{export_dir}: not a plm_jax params export "
-                            f"(needs {EXPORT_CONFIG_FILE} and {EXPORT_PARAMS_DIR}/)")
-  with open(config_path) as f:
-    cfg = BertConfig.from_dict(json.load(f))
-  ckptr = ocp.StandardCheckpointer()
-  params = ckptr.restore(params_path)
-  ckptr.close()
-  return cfg, params
+    return name

@@ -2,7 +2,13 @@
 
 A `Rule` pairs a Hugging Face tensor name template with a flax param path
 template and a `Transform` (a pair of small functions, one per direction).
-Templates may contain '{layer}', which matches a layer index on both sides.
+Templates hold named placeholders: '{layer}' matches a layer index (digits);
+any other '{name}' (e.g. '{stack}' for T5's encoder/decoder, '{proj}') matches
+one name component ([A-Za-z0-9_]+, no '.' or '/'). What a placeholder matched on
+one side fills the same placeholder on the other side, e.g.
+  Rule("{stack}.block.{layer}.layer.0.SelfAttention.{proj}.weight",
+       "{stack}/layers_{layer}/attention/{proj}/kernel", TRANSPOSE)
+A placeholder repeated inside one template must match the same text each time.
 Rule kinds:
   param   the tensor is this flax param (after transform.to_flax)
   tied    the tensor duplicates another flax param (e.g. a tied decoder): on
@@ -13,6 +19,7 @@ The engine fails loudly: every HF tensor must match a rule, and every
 expected flax param must be filled with the right shape.
 """
 import dataclasses
+import functools
 import re
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -49,6 +56,32 @@ HEADS_OUT_KERNEL = Transform(
     lambda x, c: x.reshape(-1, x.shape[-1]).T)
 
 
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_LAYER = r"\d+"
+_COMPONENT = r"[A-Za-z0-9_]+"
+
+
+def placeholders(template: str) -> frozenset:
+  """The placeholder names of a template: 'a.{layer}.{proj}' -> {'layer', 'proj'}."""
+  return frozenset(_PLACEHOLDER.findall(template))
+
+
+@functools.lru_cache(maxsize=None)
+def _compile(template: str) -> "re.Pattern":
+  pattern, seen, pos = [], set(), 0
+  for m in _PLACEHOLDER.finditer(template):
+    pattern.append(re.escape(template[pos:m.start()]))
+    name = m.group(1)
+    if name in seen:
+      pattern.append(f"(?P={name})")
+    else:
+      seen.add(name)
+      pattern.append(f"(?P<{name}>{_LAYER if name == 'layer' else _COMPONENT})")
+    pos = m.end()
+  pattern.append(re.escape(template[pos:]))
+  return re.compile("".join(pattern))
+
+
 @dataclasses.dataclass(frozen=True)
 class Rule:
   hf: str
@@ -61,12 +94,18 @@ class Rule:
       raise ValueError(f"Rule {self.hf}: unknown kind {self.kind!r}")
     if (self.flax is None) != (self.kind == "ignore"):
       raise ValueError(f"Rule {self.hf}: kind {self.kind!r} and flax path {self.flax!r} disagree")
+    if self.flax is None:
+      return
+    hf, fl = placeholders(self.hf), placeholders(self.flax)
+    # Import fills the flax side from the HF match; export ('param' only) the reverse.
+    if not fl <= hf or (self.kind == "param" and hf != fl):
+      raise ValueError(f"Rule {self.hf} -> {self.flax}: placeholders differ "
+                       f"({sorted(hf)} vs {sorted(fl)})")
 
 
 def _match(template: str, name: str) -> Optional[Dict[str, str]]:
-  """Groups of `name` against `template` ('{layer}' = digits), or None."""
-  parts = template.split("{layer}")
-  m = re.fullmatch(r"(?P<layer>\d+)".join(re.escape(p) for p in parts), name)
+  """The placeholder values of `name` against `template`, or None."""
+  m = _compile(template).fullmatch(name)
   return m.groupdict() if m else None
 
 
@@ -188,34 +227,46 @@ def unflatten(flat: Mapping[str, np.ndarray]) -> Dict:
   return tree
 
 
-def unstack_layers(flat: Mapping[str, np.ndarray], stack: str, num_layers: int) -> FlatParams:
-  """'{stack}/layers/x' [n, ...] -> '{stack}/layers_{i}/x' (scan_layers -> unrolled)."""
+def unstack_layers(flat: Mapping[str, np.ndarray], stacks: Mapping[str, int]) -> FlatParams:
+  """'{stack}/layers/x' [n, ...] -> '{stack}/layers_{i}/x' (scan_layers -> unrolled).
+
+  `stacks` maps each layer stack's path (e.g. {'encoder': 6, 'decoder': 6}) to its
+  number of layers; paths under no stack pass through unchanged.
+  """
   out = {}
-  prefix = f"{stack}/layers/"
   for path, v in flat.items():
-    if path.startswith(prefix):
-      if v.shape[0] != num_layers:
-        raise ConversionError(f"{path}: leading axis {v.shape[0]} != num_layers {num_layers}")
-      for i in range(num_layers):
-        out[f"{stack}/layers_{i}/{path[len(prefix):]}"] = np.asarray(v[i])
+    for stack, num_layers in stacks.items():
+      prefix = f"{stack}/layers/"
+      if path.startswith(prefix):
+        if v.shape[0] != num_layers:
+          raise ConversionError(f"{path}: leading axis {v.shape[0]} != num_layers {num_layers}")
+        for i in range(num_layers):
+          out[f"{stack}/layers_{i}/{path[len(prefix):]}"] = np.asarray(v[i])
+        break
     else:
       out[path] = v
   return out
 
 
-def stack_layers(flat: Mapping[str, np.ndarray], stack: str, num_layers: int) -> FlatParams:
+def stack_layers(flat: Mapping[str, np.ndarray], stacks: Mapping[str, int]) -> FlatParams:
   """'{stack}/layers_{i}/x' -> '{stack}/layers/x' [n, ...] (unrolled -> scan_layers)."""
-  pattern = re.compile(re.escape(stack) + r"/layers_(\d+)/(.*)$")
-  groups: Dict[str, List] = {}
+  patterns = [(stack, n, re.compile(re.escape(stack) + r"/layers_(\d+)/(.*)$"))
+              for stack, n in stacks.items()]
+  groups: Dict[Tuple[str, str], List] = {}
   out = {}
   for path, v in flat.items():
-    m = pattern.match(path)
-    if m:
-      groups.setdefault(m.group(2), [None] * num_layers)[int(m.group(1))] = v
+    for stack, num_layers, pattern in patterns:
+      m = pattern.match(path)
+      if m:
+        i = int(m.group(1))
+        if i >= num_layers:
+          raise ConversionError(f"{path}: layer {i} beyond num_layers {num_layers}")
+        groups.setdefault((stack, m.group(2)), [None] * num_layers)[i] = v
+        break
     else:
       out[path] = v
-  for rest, values in groups.items():
+  for (stack, rest), values in groups.items():
     if any(v is None for v in values):
-      raise ConversionError(f"{stack}/layers_*/{rest}: some of {num_layers} layers are missing")
+      raise ConversionError(f"{stack}/layers_*/{rest}: some of {len(values)} layers are missing")
     out[f"{stack}/layers/{rest}"] = np.stack([np.asarray(v) for v in values])
   return out

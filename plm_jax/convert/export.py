@@ -1,0 +1,175 @@
+"""The plm_jax params export: one format, written by the trainer and the CLI, read here.
+
+  export_dir/params            Orbax StandardCheckpointer save of the params (unboxed, float32)
+  export_dir/plm_config.json   {"family": "bert",
+                                "config_class": "plm_jax.models.bert.BertConfig",
+                                "config": dataclasses.asdict(model_config)}
+
+  save_export(export_dir, params, model_config, family) -> export_dir (absolute)
+  load_export(export_dir) -> (family, model_config, params)
+
+`config_class` is imported on load, so config dataclasses defined outside plm_jax
+round-trip too (their module must be importable by the reader). The old format,
+export_dir/<family>_config.json holding dataclasses.asdict(config) (e.g.
+bert_config.json), is still read; the family's config class comes from the registry.
+"""
+import dataclasses
+import glob
+import importlib
+import json
+import os
+from typing import Any, Dict, Mapping, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PARAMS_DIR = "params"
+CONFIG_FILE = "plm_config.json"
+_OLD_CONFIG_SUFFIX = "_config.json"  # old format: <family>_config.json
+
+
+def _class_name(cls: type) -> str:
+  return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _import_class(name: str, source: str) -> type:
+  """'pkg.module.Outer.Inner' -> the class; the longest importable module prefix wins."""
+  parts = name.split(".")
+  for i in range(len(parts) - 1, 0, -1):
+    try:
+      obj = importlib.import_module(".".join(parts[:i]))
+    except ImportError:
+      continue
+    try:
+      for attr in parts[i:]:
+        obj = getattr(obj, attr)
+    except AttributeError:
+      break
+    if isinstance(obj, type) and dataclasses.is_dataclass(obj):
+      return obj
+    break
+  raise ValueError(f"{source}: config_class {name!r} is not an importable dataclass")
+
+
+def _float32(x: Any) -> Any:
+  if isinstance(x, jax.Array):  # keeps its sharding (the trainer's params)
+    return x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x
+  x = np.asarray(x)  # jnp.issubdtype: numpy's says no for ml_dtypes' bfloat16
+  return jnp.asarray(x.astype(np.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x)
+
+
+def save_export(export_dir: str, params: Mapping, model_config: Any, family: str) -> str:
+  """Writes export_dir/params and export_dir/plm_config.json; returns the absolute export_dir.
+
+  Call it on every process (the Orbax save is collective); only process 0 writes the
+  JSON. An existing export in export_dir is replaced.
+  """
+  if not dataclasses.is_dataclass(model_config) or isinstance(model_config, type):
+    raise ValueError(f"save_export: model_config must be a dataclass instance, got {model_config!r}")
+  config_class = _class_name(type(model_config))
+  try:
+    readable = _import_class(config_class, "save_export") is type(model_config)
+  except ValueError:
+    readable = False
+  if not readable:
+    raise ValueError(f"save_export: {config_class} cannot be imported back by load_export "
+                     "(define the config class at module level)")
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  export_dir = os.path.abspath(export_dir)
+  os.makedirs(export_dir, exist_ok=True)
+  params = jax.tree_util.tree_map(_float32, nn.unbox(params))
+  ckptr = ocp.StandardCheckpointer()
+  ckptr.save(os.path.join(export_dir, PARAMS_DIR), params, force=True)
+  ckptr.wait_until_finished()
+  ckptr.close()
+  if jax.process_index() == 0:
+    record = {"family": family, "config_class": config_class,
+              "config": dataclasses.asdict(model_config)}
+    tmp = os.path.join(export_dir, CONFIG_FILE + ".tmp")
+    with open(tmp, "w") as f:
+      json.dump(record, f, indent=2, sort_keys=True)
+    os.replace(tmp, os.path.join(export_dir, CONFIG_FILE))
+  return export_dir
+
+
+def _old_config_files(export_dir: str):
+  return sorted(p for p in glob.glob(os.path.join(export_dir, "*" + _OLD_CONFIG_SUFFIX))
+                if os.path.basename(p) != CONFIG_FILE)
+
+
+def _find_export_dir(path: str) -> str:
+  """The export dir itself, or the parent of its params/ dir."""
+  path = os.path.abspath(path)
+  def has_config(d):
+    return os.path.isfile(os.path.join(d, CONFIG_FILE)) or bool(_old_config_files(d))
+  if (not has_config(path) and os.path.basename(path.rstrip(os.sep)) == PARAMS_DIR
+      and has_config(os.path.dirname(path))):
+    return os.path.dirname(path)
+  return path
+
+
+def _build_config(cls: type, values: Mapping[str, Any], source: str) -> Any:
+  if not isinstance(values, Mapping):
+    raise ValueError(f"{source}: 'config' is not a JSON object")
+  values = dict(values)
+  for field in dataclasses.fields(cls):  # JSON turns tuples into lists
+    if isinstance(values.get(field.name), list) and "tuple" in str(field.type).lower():
+      values[field.name] = tuple(values[field.name])
+  try:
+    if hasattr(cls, "from_dict"):
+      return cls.from_dict(values)
+    return cls(**values)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{source}: config does not fit {_class_name(cls)}: {e}") from None
+
+
+def read_export_config(export_dir: str) -> Tuple[str, Any]:
+  """(family, model config) of an export directory (new or old format)."""
+  export_dir = _find_export_dir(export_dir)
+  if not os.path.isdir(export_dir):
+    raise FileNotFoundError(f"{export_dir}: no such export directory")
+  path = os.path.join(export_dir, CONFIG_FILE)
+  if os.path.isfile(path):
+    try:
+      with open(path) as f:
+        record = json.load(f)
+      family, class_name, values = record["family"], record["config_class"], record["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+      raise ValueError(f"{path}: not a plm_jax export config (needs family, config_class, "
+                       f"config): {type(e).__name__}: {e}") from None
+    return family, _build_config(_import_class(class_name, path), values, path)
+  old = _old_config_files(export_dir)
+  if not old:
+    raise FileNotFoundError(f"{export_dir}: not a plm_jax params export "
+                            f"(needs {CONFIG_FILE} and {PARAMS_DIR}/)")
+  if len(old) > 1:
+    raise ValueError(f"{export_dir}: several old-format configs "
+                     f"{[os.path.basename(p) for p in old]}; keep one")
+  from plm_jax.convert import registry  # pylint: disable=import-outside-toplevel
+  family = os.path.basename(old[0])[:-len(_OLD_CONFIG_SUFFIX)]
+  cls = registry.get_converter(family, source=old[0]).config_class
+  try:
+    with open(old[0]) as f:
+      values = json.load(f)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{old[0]}: not JSON: {e}") from None
+  return family, _build_config(cls, values, old[0])
+
+
+def load_export(export_dir: str) -> Tuple[str, Any, Dict]:
+  """Reads an export (or its params/ dir): (family, model config, params as saved)."""
+  family, cfg = read_export_config(export_dir)
+  export_dir = _find_export_dir(export_dir)
+  params_path = os.path.join(export_dir, PARAMS_DIR)
+  if not os.path.isdir(params_path):
+    raise FileNotFoundError(f"{export_dir}: not a plm_jax params export (no {PARAMS_DIR}/ "
+                            "next to its config)")
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  ckptr = ocp.StandardCheckpointer()
+  try:
+    params = ckptr.restore(params_path)
+  finally:
+    ckptr.close()
+  return family, cfg, params
