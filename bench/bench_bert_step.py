@@ -153,7 +153,7 @@ def jax_setup(size, batch, seq, preds, *, vocab_size, dtype="float32", devices=N
   """trainer.build_setup for configs/bert.py:`size` fed synthetic batches of this shape."""
   import jax  # pylint: disable=import-outside-toplevel
   from configs import bert as bert_configs  # pylint: disable=import-outside-toplevel
-  from plm_jax.objectives.base import get_objective  # pylint: disable=import-outside-toplevel
+  from plm_jax.objectives.bert_pretrain import BertMlmNsp  # pylint: disable=import-outside-toplevel
   from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
   config = bert_configs.get_config(size)
   config.data.seq_length = seq
@@ -164,9 +164,8 @@ def jax_setup(size, batch, seq, preds, *, vocab_size, dtype="float32", devices=N
   config.model.max_position_embeddings = max(seq, 512)
   if not dropout:
     config.model.hidden_dropout_rate = config.model.attention_dropout_rate = 0.0
-  objective = get_objective(config)
   # The batches are synthetic: the vocabulary's size is all the model needs.
-  objective.vocab_size = lambda: vocab_size
+  objective = BertMlmNsp(config, vocab_size=vocab_size)
   return trainer.build_setup(config, devices=devices or jax.devices()[:1], objective=objective)
 
 

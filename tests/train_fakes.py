@@ -97,8 +97,8 @@ BERT_VOCAB = 96
 class FixedVocabBert(BertMlmNsp):
   """BertMlmNsp with a fixed vocabulary size instead of the data pipeline's."""
 
-  def vocab_size(self):
-    return BERT_VOCAB
+  def __init__(self, config):
+    super().__init__(config, vocab_size=BERT_VOCAB)
 
 
 def tiny_bert_config(**train) -> ml_collections.ConfigDict:

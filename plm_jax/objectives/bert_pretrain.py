@@ -95,8 +95,11 @@ class BertMlmNsp(Objective):
   family = "bert"
   SECTIONS = {"model": BertModelConfig, "mlm": MlmConfig, "data": BertDataConfig}
 
-  def __init__(self, config):
+  def __init__(self, config, vocab_size: Optional[int] = None):
+    """vocab_size: a fixed model vocabulary size for batches made elsewhere (benchmarks,
+    tests); by default the size is the data pipeline's vocabulary's."""
     super().__init__(config)
+    self._fixed_vocab_size = vocab_size
     self.mlm: MlmConfig = self.sections["mlm"]
     self.data: BertDataConfig = self.sections["data"]
     check_bert_model(self.sections["model"])
@@ -118,6 +121,8 @@ class BertMlmNsp(Objective):
     return self._vocabulary
 
   def vocab_size(self) -> int:
+    if self._fixed_vocab_size is not None:
+      return int(self._fixed_vocab_size)
     return int(self.vocabulary().vocab_size)
 
   def model_config(self) -> BertConfig:
