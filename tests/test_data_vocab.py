@@ -94,10 +94,10 @@ def test_special_ids_and_errors(tmp_path):
                                                       "path": str(tmp_path / "missing.txt"),
                                                       "lowercase": True}}})
   with pytest.raises(ValueError, match=r"config\.data\.vocab\.path"):
-    vocab_lib.get_vocabulary(cfg)
+    vocab_lib.get_vocabulary(cfg.data.vocab)
   cfg.data.vocab.type = "sentencepiece"
   with pytest.raises(ValueError, match=r"config\.data\.vocab\.path"):
-    vocab_lib.get_vocabulary(cfg)
+    vocab_lib.get_vocabulary(cfg.data.vocab)
 
 
 def test_builtin_corpus_has_no_unknown_tokens(tmp_path):
@@ -128,4 +128,4 @@ def test_sentencepiece_cli_trains_usable_vocab(tmp_path):
   cfg = ml_collections.ConfigDict({"data": {"vocab": {"type": "sentencepiece",
                                                       "path": prefix + ".model",
                                                       "lowercase": True}}})
-  assert vocab_lib.get_vocabulary(cfg).vocab_size == v.vocab_size
+  assert vocab_lib.get_vocabulary(cfg.data.vocab).vocab_size == v.vocab_size

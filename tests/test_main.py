@@ -18,7 +18,7 @@ def _assert_one_line_error(result, *fragments):
 
 @pytest.mark.parametrize("overrides,fragments", [
     (["--config.train.no_such_key=1"], ["--config.train.no_such_key=1", "unknown config key"]),
-    (["--config.mlm.mask_rate=1.5"], ["config.mlm.mask_rate=1.5", "(0, 1)"]),
+    (["--config.mlm.mask_rate=1.5"], ["config.mlm.mask_rate=1.5", "must be < 1.0"]),
     (["--config.mlm.mask_rate=abc"], ["--config.mlm.mask_rate=abc"]),
     (["--config.train.batch_size=30", "--config.train.grad_accum_steps=4"],
      ["config.train.batch_size=30: must be divisible by grad_accum_steps=4"]),

@@ -7,7 +7,7 @@ import pytest
 
 import train_fakes
 from plm_jax import sharding as sharding_lib
-from plm_jax.train import step as step_lib, trainer
+from plm_jax.train import evaluation, step as step_lib, trainer
 
 NUM_STEPS = 5
 
@@ -24,7 +24,7 @@ def _losses(mesh_shape, devices):
                                  1, setup.rules)
     losses = []
     for b in batches:
-      state, m = fn(state, trainer.global_batch(b, spec, sharding_lib.batch_sharding(setup.mesh)),
+      state, m = fn(state, evaluation.global_batch(b, spec, sharding_lib.batch_sharding(setup.mesh)),
                     jax.random.PRNGKey(1))
       losses.append(step_lib.metrics_to_host(m)["loss"])
   return np.array(losses), state, setup

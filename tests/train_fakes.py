@@ -4,6 +4,8 @@ A one-layer model with logically-named parameters and a classification loss
 over fixed-shape token batches; its data stream is deterministic given
 (seed, shard), like the real pipelines.
 """
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,13 @@ import tensorflow as tf
 from plm_jax.objectives import base
 
 VOCAB, LENGTH = 64, 16
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeModelConfig:
+  """What the fake family's export records."""
+  vocab_size: int = VOCAB
+  hidden: int = 32
 
 
 class _TinyModel(nn.Module):
@@ -38,6 +47,9 @@ class FakeObjective(base.Objective):
 
   def make_model(self):
     return _TinyModel()
+
+  def model_config(self):
+    return FakeModelConfig()
 
   def batch_spec(self, batch_size):
     return {"ids": jax.ShapeDtypeStruct((batch_size, LENGTH), jnp.int32),
