@@ -78,11 +78,13 @@ def test_segment_mask_makes_packed_sequences_independent():
   mod = MultiHeadAttention(num_heads=2, initializer_range=0.3)
   p = {"params": _params(mod, x)}
   packed = mod.apply(p, x, bias=attn_lib.segment_mask_bias(segments))
-  np.testing.assert_allclose(np.asarray(packed[:, :3]), np.asarray(mod.apply(p, x[:, :3])), atol=1e-5)
-  np.testing.assert_allclose(np.asarray(packed[:, 3:]), np.asarray(mod.apply(p, x[:, 3:])), atol=1e-5)
+  for part in (slice(0, 3), slice(3, 7)):
+    np.testing.assert_allclose(np.asarray(packed[:, part]), np.asarray(mod.apply(p, x[:, part])),
+                               atol=1e-5)
   assert attn_lib.combine_biases(None, None) is None
   both = attn_lib.combine_biases(attn_lib.causal_mask_bias(7), attn_lib.segment_mask_bias(segments))
-  assert both.shape == (1, 1, 7, 7) and float(both[0, 0, 4, 2]) < -1e8 and float(both[0, 0, 4, 3]) == 0
+  assert both.shape == (1, 1, 7, 7)
+  assert float(both[0, 0, 4, 2]) < -1e8 and float(both[0, 0, 4, 3]) == 0
 
 
 def test_norm_formulas():

@@ -204,7 +204,8 @@ def plain_layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: f
   """The same formula as `layer_norm` under plain autodiff."""
   mean = jnp.mean(x, axis=-1, keepdims=True)
   xc = x - mean
-  return xc * jax.lax.rsqrt(jnp.mean(jnp.square(xc), axis=-1, keepdims=True) + epsilon) * scale + bias
+  rstd = jax.lax.rsqrt(jnp.mean(jnp.square(xc), axis=-1, keepdims=True) + epsilon)
+  return xc * rstd * scale + bias
 
 
 # ---- the switch ---------------------------------------------------------------------------

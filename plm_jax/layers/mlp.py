@@ -50,7 +50,7 @@ class Mlp(nn.Module):
 
     def wi(name):  # [batch, length, embed] -> [batch, length, mlp]
       return barrier(dense(self.intermediate_size, ("embed", "mlp"), self.initializer_range,
-                           self.dtype, name, transpose_input_for_grad=self.intermediate_size > features,
+                           self.dtype, name, self.intermediate_size > features,
                            use_bias=self.use_bias, fused_ops=self.fused_ops)(x))
 
     if self.gated:
