@@ -9,6 +9,10 @@ and a large torch float32 matmul).
 
   python bench/bench_bert_step.py                 # the reference configuration
   python bench/bench_bert_step.py --steps 3 --size small   # quick look
+  python bench/bench_bert_step.py --fused_ops on   # plm_jax with model.fused_ops on only
+
+--fused_ops both (default): plm_jax runs with model.fused_ops on (the custom VJPs and
+barriers of plm_jax/layers/fused.py) and off (plain jax), each in its own process.
 
 Notes on what differs by design: plm_jax runs the MLM output projection only
 at the masked positions (max_predictions per example, BERT's 20 for 128
@@ -149,8 +153,9 @@ def make_batch(rng, vocab, batch, seq, preds):
 
 
 def jax_setup(size, batch, seq, preds, *, vocab_size, dtype="float32", devices=None,
-              dropout=True):
-  """trainer.build_setup for configs/bert.py:`size` fed synthetic batches of this shape."""
+              dropout=True, fused_ops=None):
+  """trainer.build_setup for configs/bert.py:`size` fed synthetic batches of this shape
+  (fused_ops: None keeps the config's model.fused_ops, True/False sets it)."""
   import jax  # pylint: disable=import-outside-toplevel
   from configs import bert as bert_configs  # pylint: disable=import-outside-toplevel
   from plm_jax.objectives.bert_pretrain import BertMlmNsp  # pylint: disable=import-outside-toplevel
@@ -162,6 +167,8 @@ def jax_setup(size, batch, seq, preds, *, vocab_size, dtype="float32", devices=N
   config.optimizer.warmup_steps = 10
   config.model.dtype = dtype
   config.model.max_position_embeddings = max(seq, 512)
+  if fused_ops is not None:
+    config.model.fused_ops = bool(fused_ops)
   if not dropout:
     config.model.hidden_dropout_rate = config.model.attention_dropout_rate = 0.0
   # The batches are synthetic: the vocabulary's size is all the model needs.
@@ -169,14 +176,14 @@ def jax_setup(size, batch, seq, preds, *, vocab_size, dtype="float32", devices=N
   return trainer.build_setup(config, devices=devices or jax.devices()[:1], objective=objective)
 
 
-def jax_step(size, batch_np, *, vocab_size, dtype="float32", devices=None):
+def jax_step(size, batch_np, *, vocab_size, dtype="float32", devices=None, fused_ops=None):
   """A callable running one plm_jax train step (blocking; returns the loss), and the model config."""
   import jax  # pylint: disable=import-outside-toplevel
   from plm_jax.train import evaluation, step as step_lib  # pylint: disable=import-outside-toplevel
 
   batch, seq = batch_np["input_ids"].shape
   setup = jax_setup(size, batch, seq, batch_np["masked_lm_positions"].shape[1],
-                    vocab_size=vocab_size, dtype=dtype, devices=devices)
+                    vocab_size=vocab_size, dtype=dtype, devices=devices, fused_ops=fused_ops)
   fn = step_lib.jit_train_step(setup.objective, setup.tx, setup.mesh, setup.state_shardings,
                                1, setup.rules)
   spec = setup.objective.batch_spec(batch)
@@ -254,7 +261,8 @@ def worker(args) -> dict:
   batch_np = make_batch(np.random.default_rng(0), vocab, args.batch, args.seq, args.predictions)
   peak = matmul_peak(args.worker)
   if args.worker == "jax":
-    one, cfg = jax_step(args.size, batch_np, vocab_size=vocab)
+    one, cfg = jax_step(args.size, batch_np, vocab_size=vocab,
+                        fused_ops={"on": True, "off": False}[args.worker_fused_ops])
   else:
     one = torch_step(args.size, batch_np, vocab_size=vocab)
     from configs import bert as bert_configs  # pylint: disable=import-outside-toplevel
@@ -288,7 +296,10 @@ def main(argv=None):
                  help="rounds of (plm_jax process, PyTorch process); medians over all steps")
   p.add_argument("--warmup", type=int, default=2, help="untimed steps (jax: includes compile)")
   p.add_argument("--threads", type=int, default=2)
+  p.add_argument("--fused_ops", choices=("both", "on", "off"), default="both",
+                 help="plm_jax with the model's fused_ops switch on, off, or both (default)")
   p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
+  p.add_argument("--worker_fused_ops", choices=("on", "off"), default="on", help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.worker:
     print("RESULT " + json.dumps(worker(args)))
@@ -300,11 +311,15 @@ def main(argv=None):
   passthrough = [f"--size={args.size}", f"--batch={args.batch}", f"--seq={args.seq}",
                  f"--predictions={args.predictions}", f"--steps={args.steps}",
                  f"--warmup={args.warmup}", f"--threads={args.threads}"]
-  results = {"jax": [], "torch": []}
+  switch = ("on", "off") if args.fused_ops == "both" else (args.fused_ops,)
+  impls = [f"jax_{s}" for s in switch] + ["torch"]
+  results = {impl: [] for impl in impls}
   for _ in range(args.rounds):
-    for impl in ("jax", "torch"):
-      proc = subprocess.run([sys.executable, os.path.abspath(__file__), f"--worker={impl}"]
-                            + passthrough, capture_output=True, text=True, check=False)
+    for impl in impls:
+      flags = (["--worker=torch"] if impl == "torch"
+                else ["--worker=jax", f"--worker_fused_ops={impl[4:]}"])
+      proc = subprocess.run([sys.executable, os.path.abspath(__file__)] + flags + passthrough,
+                            capture_output=True, text=True, check=False)
       lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
       if proc.returncode or not lines:
         sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-4000:])
@@ -316,11 +331,12 @@ def main(argv=None):
     return (statistics.median([t for r in runs for t in r["times"]]), max(r["peak"] for r in runs),
             runs[-1]["loss"], runs[0]["warmup_s"])
 
-  j_step, jax_rate, j_loss, j_compile = summary("jax")
+  jax_impls = impls[:-1]
+  jax_runs = {impl: summary(impl) for impl in jax_impls}
   t_step, torch_rate, t_loss, _ = summary("torch")
-  peak = max(jax_rate, torch_rate)
-  vocab = results["jax"][0]["vocab"]
-  h, nl, inter = results["jax"][0]["model"]
+  peak = max([torch_rate] + [r[1] for r in jax_runs.values()])
+  jax_rate = max(r[1] for r in jax_runs.values())
+  vocab, (h, nl, inter) = results[jax_impls[0]][0]["vocab"], results[jax_impls[0]][0]["model"]
   tokens = args.batch * args.seq
   j_flops = step_flops(h, nl, inter, vocab, args.batch, args.seq, args.batch * args.predictions)
   t_flops = step_flops(h, nl, inter, vocab, args.batch, args.seq, args.batch * args.seq)
@@ -328,24 +344,32 @@ def main(argv=None):
         f"{args.threads} CPU threads, vocab {vocab}, {args.predictions} predictions/example")
   print(f"matmul peak (2048^3 float32): jax {jax_rate / 1e9:.1f} GFLOP/s, "
         f"torch {torch_rate / 1e9:.1f} GFLOP/s -> peak {peak / 1e9:.1f} GFLOP/s")
-  print(f"plm_jax : {j_step * 1e3:9.1f} ms/step  {tokens / j_step:9.1f} tokens/s  "
-        f"{j_flops / j_step / 1e9:7.1f} GFLOP/s ({100 * j_flops / j_step / peak:.0f}% of peak)  "
-        f"loss {j_loss:.3f}  (compile+warmup {j_compile:.1f}s)")
-  print(f"pytorch : {t_step * 1e3:9.1f} ms/step  {tokens / t_step:9.1f} tokens/s  "
+  for impl, (j_step, _, j_loss, j_compile) in jax_runs.items():
+    print(f"plm_jax fused_ops={impl[4:]:3s}: {j_step * 1e3:9.1f} ms/step  "
+          f"{tokens / j_step:9.1f} tokens/s  {j_flops / j_step / 1e9:7.1f} GFLOP/s "
+          f"({100 * j_flops / j_step / peak:.0f}% of peak)  loss {j_loss:.3f}  "
+          f"(compile+warmup {j_compile:.1f}s)")
+  print(f"pytorch            : {t_step * 1e3:9.1f} ms/step  {tokens / t_step:9.1f} tokens/s  "
         f"{t_flops / t_step / 1e9:7.1f} GFLOP/s ({100 * t_flops / t_step / peak:.0f}% of peak)  "
         f"loss {t_loss:.3f}")
-  for impl in ("jax", "torch"):
+  for impl in impls:
     rounds = ", ".join(f"{statistics.median(r['times']) * 1e3:.0f}" for r in results[impl])
     print(f"  {impl} per-round median ms/step: {rounds}")
-  ratio = t_step / j_step
-  print(f"ratio plm_jax / pytorch tokens/s: {ratio:.2f}x (target >= 1.5x: "
-        f"{'met' if ratio >= 1.5 else 'NOT met'})")
+  for impl, (j_step, *_) in jax_runs.items():
+    ratio = t_step / j_step
+    print(f"ratio plm_jax (fused_ops={impl[4:]}) / pytorch tokens/s: {ratio:.2f}x "
+          f"(target >= 1.5x: {'met' if ratio >= 1.5 else 'NOT met'})")
+  if len(jax_runs) == 2:
+    print(f"fused_ops: the step with the switch on is "
+          f"{jax_runs['jax_off'][0] / jax_runs['jax_on'][0]:.2f}x as fast as with it off")
+  j_step = jax_runs[jax_impls[0]][0]
   # A ceiling measured in the same run: the plm_jax step's matrix products
   # alone, each timed on its own, as if every other op (softmax, LayerNorm,
   # GELU, dropout, transposes, AdamW) cost nothing.
-  floor = statistics.median(r["gemm_floor"] for r in results["jax"])
+  floor = statistics.median(r["gemm_floor"] for r in results[jax_impls[0]])
   print(f"GEMM floor: plm_jax's matrix products alone take {floor * 1e3:.1f} ms/step "
-        f"({100 * floor / j_step:.0f}% of its step); ceiling ratio with everything else "
+        f"({100 * floor / j_step:.0f}% of its fused_ops={jax_impls[0][4:]} step); "
+        f"ceiling ratio with everything else "
         f"free: {t_step / floor:.2f}x; non-GEMM time {1e3 * (j_step - floor):.0f} ms/step, "
         f"allowed for 1.5x: {1e3 * (t_step / 1.5 - floor):.0f} ms/step")
   return 0

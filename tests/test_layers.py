@@ -7,10 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plm_jax.layers import common
+from plm_jax.layers import common, fused
 from plm_jax.layers.attention import MultiHeadAttention, padding_mask_bias
 from plm_jax.layers.embeddings import Embed, TextEmbeddings
 from plm_jax.layers.mlp import Mlp
+from plm_jax.layers.norms import LayerNorm
 from plm_jax.layers.transformer import Encoder
 from plm_jax.models.bert import BertConfig
 
@@ -26,7 +27,7 @@ def _names(tree):
 
 def test_layer_norm_float32_from_bf16_and_matches_formula():
   x = jax.random.normal(KEY, (2, 3, 8)) * 3 + 1
-  ln = common.LayerNorm(1e-6)
+  ln = LayerNorm(1e-6)
   params = ln.init(KEY, x)
   out = ln.apply(params, x.astype(jnp.bfloat16))
   assert out.dtype == jnp.float32
@@ -268,9 +269,9 @@ def test_layer_norm_value_and_gradients_match_autodiff_of_the_formula():
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
     return (x - mean) / jnp.sqrt(var + 1e-6) * scale + bias
 
-  np.testing.assert_allclose(common.layer_norm(x, scale, bias, 1e-6), reference(x, scale, bias),
+  np.testing.assert_allclose(fused.layer_norm(x, scale, bias, 1e-6), reference(x, scale, bias),
                              atol=2e-6)
-  ours = jax.grad(lambda *a: jnp.sum(common.layer_norm(*a, 1e-6) * weights), (0, 1, 2))(x, scale, bias)
+  ours = jax.grad(lambda *a: jnp.sum(fused.layer_norm(*a, 1e-6) * weights), (0, 1, 2))(x, scale, bias)
   want = jax.grad(lambda *a: jnp.sum(reference(*a) * weights), (0, 1, 2))(x, scale, bias)
   for name, a, b in zip(("x", "scale", "bias"), ours, want):
     np.testing.assert_allclose(a, b, atol=2e-5, err_msg=name)
@@ -278,8 +279,8 @@ def test_layer_norm_value_and_gradients_match_autodiff_of_the_formula():
 
 def test_gelu_exact_matches_jax_gelu_and_its_gradient():
   x = jnp.linspace(-9.0, 9.0, 2001)
-  np.testing.assert_allclose(common.gelu_exact(x), jax.nn.gelu(x, approximate=False), atol=2e-6)
-  ours = jax.vmap(jax.grad(common.gelu_exact))(x)
+  np.testing.assert_allclose(fused.gelu_exact(x), jax.nn.gelu(x, approximate=False), atol=2e-6)
+  ours = jax.vmap(jax.grad(fused.gelu_exact))(x)
   want = jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(x)
   np.testing.assert_allclose(ours, want, atol=2e-6)
 
@@ -289,13 +290,13 @@ def test_matmul_transposed_input_grad_matches_plain_matmul_gradients():
   x = jax.random.normal(key, (2, 5, 6))
   kernel = jax.random.normal(jax.random.fold_in(key, 1), (6, 9))
   weights = jax.random.normal(jax.random.fold_in(key, 2), (2, 5, 9))
-  np.testing.assert_allclose(common.matmul_transposed_input_grad(x, kernel), x @ kernel, rtol=1e-6)
-  ours = jax.grad(lambda a, b: jnp.sum(common.matmul_transposed_input_grad(a, b) * weights),
+  np.testing.assert_allclose(fused.matmul_transposed_input_grad(x, kernel), x @ kernel, rtol=1e-6)
+  ours = jax.grad(lambda a, b: jnp.sum(fused.matmul_transposed_input_grad(a, b) * weights),
                   (0, 1))(x, kernel)
   want = jax.grad(lambda a, b: jnp.sum((a @ b) * weights), (0, 1))(x, kernel)
   for a, b in zip(ours, want):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
   # As nn.Dense's dot_general, the widening MLP layer gives the same output.
-  dense = nn.Dense(9, dot_general=common.dense_dot_general)
+  dense = nn.Dense(9, dot_general=fused.dense_dot_general)
   params = dense.init(key, x)
   np.testing.assert_allclose(dense.apply(params, x), nn.Dense(9).apply(params, x), rtol=1e-6)

@@ -1,4 +1,4 @@
-"""Small shared pieces: dtypes, initializers, activations, float32 LayerNorm.
+"""Small shared pieces: dtypes, initializers, activations, sharding constraints, dropout.
 
 Every parameter created through these helpers carries logical axis names
 (`nn.with_logical_partitioning`); the trainer maps them to mesh axes.
@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from plm_jax.layers import fused
 
 # Logical names of the common activation layouts.
 BATCH_LENGTH_EMBED = ("activation_batch", "activation_length", "activation_embed")
@@ -42,201 +44,28 @@ def partitioned(init: Callable, names: Sequence) -> Callable:
   return nn.with_logical_partitioning(init, tuple(names))
 
 
-@jax.custom_vjp
-def gelu_exact(x: jax.Array) -> jax.Array:
-  """GELU with the exact normal CDF, x * (1 + erf(x / sqrt(2))) / 2 (BERT's and torch's form).
+_ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 
-  Same function as jax.nn.gelu(approximate=False), which goes through erfc; XLA
-  CPU evaluates erf (a rational approximation) several times faster. The
-  backward pass, g * (cdf(x) + x * pdf(x)), is recomputed from the saved input
-  in one fused loop instead of storing erf and exp intermediates.
+
+def activation(name: str, fused_ops: bool = True) -> Callable[[jax.Array], jax.Array]:
+  """'gelu' (exact erf), 'gelu_tanh' (tanh approximation; HF 'gelu_new'), 'relu' or 'silu'.
+
+  fused_ops selects the exact GELU's implementation (fused.ops); same values.
   """
-  return _gelu_value(x)
-
-
-_SQRT_HALF = 0.7071067811865476       # 1 / sqrt(2)
-_INV_SQRT_2PI = 0.3989422804014327    # 1 / sqrt(2 pi)
-
-
-def _normal_cdf(x):
-  return 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(_SQRT_HALF, x.dtype)))
-
-
-def _gelu_value(x):
-  return x * _normal_cdf(x)
-
-
-def _gelu_fwd(x):
-  return _gelu_value(x), x
-
-
-def _gelu_bwd(x, g):
-  # The barrier stops XLA from sharing erf(x) between the two passes (CSE),
-  # which would store it as an extra activation-sized buffer.
-  x = jax.lax.optimization_barrier(x)
-  pdf = jnp.exp(-0.5 * x * x) * jnp.asarray(_INV_SQRT_2PI, x.dtype)
-  return (g * (_normal_cdf(x) + x * pdf),)
-
-
-gelu_exact.defvjp(_gelu_fwd, _gelu_bwd)
-
-
-def activation(name: str) -> Callable[[jax.Array], jax.Array]:
-  """'gelu' (exact erf), 'gelu_tanh' (tanh approximation) or 'relu'."""
   if name == "gelu":
-    return gelu_exact
+    return fused.ops(fused_ops).gelu
   if name == "gelu_tanh":
     return lambda x: jax.nn.gelu(x, approximate=True)
   if name == "relu":
     return jax.nn.relu
-  raise ValueError(f"unknown hidden_act {name!r}; choose one of ['gelu', 'gelu_tanh', 'relu']")
-
-
-@jax.custom_vjp
-def grad_barrier(x: jax.Array) -> jax.Array:
-  """Identity whose cotangent is materialised (lax.optimization_barrier) before use.
-
-  Put on the output of a dense layer: its backward reads the incoming gradient
-  twice (dx = dy W^T and dW = x^T dy, the latter through a transposed copy on
-  CPU). Without the barrier XLA fuses the elementwise producer of dy (dropout,
-  LayerNorm and GELU backward) into that transposed copy, which then walks
-  every input in strided order; with it, dy is computed once and the transpose
-  is a plain copy.
-  """
-  return x
-
-
-def _grad_barrier_fwd(x):
-  return x, None
-
-
-def _grad_barrier_bwd(_, g):
-  return (jax.lax.optimization_barrier(g),)
-
-
-grad_barrier.defvjp(_grad_barrier_fwd, _grad_barrier_bwd)
-
-
-@jax.custom_vjp
-def matmul_transposed_input_grad(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """x [..., in] @ kernel [in, out], whose kernel gradient reads a materialised x^T.
-
-  For a widening layer (in < out, e.g. BERT's MLP input) the weight gradient
-  x^T @ dy otherwise makes XLA CPU transpose dy, the larger operand; with x^T
-  copied explicitly it is a plain [in, tokens] @ [tokens, out] GEMM.
-  """
-  return jnp.matmul(x, kernel)
-
-
-def _mtig_fwd(x, kernel):
-  return jnp.matmul(x, kernel), (x, kernel)
-
-
-def _mtig_bwd(res, g):
-  x, kernel = res
-  x2 = x.reshape(-1, x.shape[-1])
-  g2 = g.reshape(-1, g.shape[-1])
-  x_t = jax.lax.optimization_barrier(x2.T)  # [in, tokens], materialised
-  dx = jnp.matmul(g, kernel.T)
-  return dx, jnp.matmul(x_t, g2).astype(kernel.dtype)
-
-
-matmul_transposed_input_grad.defvjp(_mtig_fwd, _mtig_bwd)
-
-
-def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-  """lax.dot_general for nn.Dense (x [..., in] . kernel [in, out]) via matmul_transposed_input_grad."""
-  (lc, rc), (lb, rb) = dimension_numbers
-  if tuple(lc) != (lhs.ndim - 1,) or tuple(rc) != (0,) or lb or rb or rhs.ndim != 2:
-    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
-                               preferred_element_type=preferred_element_type)
-  out = matmul_transposed_input_grad(lhs, rhs)
-  return out if preferred_element_type is None else out.astype(preferred_element_type)
-
-
-@jax.custom_vjp
-def softmax(x: jax.Array) -> jax.Array:
-  """Softmax over the last axis with the textbook gradient p * (g - sum(g * p)).
-
-  Autodiff of exp / sum differentiates through the division (a 1/sum**2 term
-  and materialised broadcasts on XLA CPU); this keeps only p for the backward
-  pass and reads it once there.
-  """
-  return _softmax_value(x)
-
-
-def _softmax_value(x):
-  e = jnp.exp(x - jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True)))
-  return e / jnp.sum(e, axis=-1, keepdims=True)
-
-
-def _softmax_fwd(x):
-  p = _softmax_value(x)
-  return p, p
-
-
-def _softmax_bwd(p, g):
-  return (p * (g - jnp.sum(g * p, axis=-1, keepdims=True)),)
-
-
-softmax.defvjp(_softmax_fwd, _softmax_bwd)
+  if name == "silu":
+    return jax.nn.silu
+  raise ValueError(f"unknown hidden_act {name!r}; choose one of {list(_ACTIVATIONS)}")
 
 
 def constrain(x: jax.Array, names: Sequence[str]) -> jax.Array:
   """Logical sharding constraint on an activation (no-op without rules/mesh)."""
   return nn.with_logical_constraint(x, tuple(names))
-
-
-class LayerNorm(nn.Module):
-  """LayerNorm over the last axis, computed and returned in float32.
-
-  Params: scale (ones) and bias (zeros), both [features] with logical axis
-  `axis_name`.
-  """
-  epsilon: float = 1e-12
-  axis_name: str = "embed"
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    features = x.shape[-1]
-    scale = self.param("scale", partitioned(nn.initializers.ones, (self.axis_name,)),
-                       (features,), jnp.float32)
-    bias = self.param("bias", partitioned(nn.initializers.zeros, (self.axis_name,)),
-                      (features,), jnp.float32)
-    return layer_norm(x.astype(jnp.float32), scale, bias, self.epsilon)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float) -> jax.Array:
-  """(x - mean) / sqrt(var + epsilon) * scale + bias over the last axis (two-pass variance).
-
-  The backward pass recomputes the normalised input from x and the per-row
-  mean and 1/std inside its fused loops; plain autodiff would store the
-  centred and the normalised input as two extra activation-sized buffers.
-  """
-  return _layer_norm_fwd(x, scale, bias, epsilon)[0]
-
-
-def _layer_norm_fwd(x, scale, bias, epsilon):
-  mean = jnp.mean(x, axis=-1, keepdims=True)
-  rstd = jax.lax.rsqrt(jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True) + epsilon)
-  return (x - mean) * rstd * scale + bias, (x, mean, rstd, scale)
-
-
-def _layer_norm_bwd(epsilon, res, g):
-  del epsilon
-  # The barrier keeps XLA from sharing the forward's (x - mean) * rstd with
-  # this pass, which would store it as an activation-sized buffer again.
-  x, mean, rstd, scale = jax.lax.optimization_barrier(res)
-  xhat = (x - mean) * rstd
-  gs = g * scale
-  rows = tuple(range(x.ndim - 1))
-  dx = rstd * (gs - jnp.mean(gs, axis=-1, keepdims=True)
-               - xhat * jnp.mean(gs * xhat, axis=-1, keepdims=True))
-  return dx, jnp.sum(g * xhat, axis=rows), jnp.sum(g, axis=rows)
-
-
-layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 
 _THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))

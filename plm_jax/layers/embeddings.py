@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from plm_jax.layers import common
+from plm_jax.layers.norms import LayerNorm
 
 
 class Embed(nn.Module):
@@ -43,6 +44,7 @@ class TextEmbeddings(nn.Module):
 
   Params: word_embeddings, position_embeddings, token_type_embeddings (each an
   `Embed`), layer_norm. The output is float32 (LayerNorm output), as BERT.
+  fused_ops: LayerNorm implementation switch (layers/fused.py).
   """
   vocab_size: int
   hidden_size: int
@@ -52,13 +54,14 @@ class TextEmbeddings(nn.Module):
   dropout_rate: float = 0.1
   initializer_range: float = 0.02
   dtype: Any = jnp.float32
+  fused_ops: bool = True
 
   def setup(self):
     embed = lambda n, axes: Embed(n, self.hidden_size, axes, self.initializer_range, self.dtype)
     self.word_embeddings = embed(self.vocab_size, ("vocab", "embed"))
     self.position_embeddings = embed(self.max_position_embeddings, ("position", "embed"))
     self.token_type_embeddings = embed(self.type_vocab_size, ("type_vocab", "embed"))
-    self.layer_norm = common.LayerNorm(self.layer_norm_eps)
+    self.layer_norm = LayerNorm(self.layer_norm_eps, fused_ops=self.fused_ops)
     self.dropout = common.Dropout(self.dropout_rate)
 
   def __call__(self, input_ids: jax.Array, token_type_ids: Optional[jax.Array] = None,

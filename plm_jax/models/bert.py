@@ -23,6 +23,7 @@ from plm_jax.layers import common
 from plm_jax.layers.attention import padding_mask_bias
 from plm_jax.layers.embeddings import TextEmbeddings
 from plm_jax.layers.mlp import dense
+from plm_jax.layers.norms import LayerNorm
 from plm_jax.layers.transformer import Encoder
 
 
@@ -43,6 +44,9 @@ class BertConfig:
   dtype: str = "float32"
   scan_layers: bool = False
   remat_policy: str = "none"
+  # CPU-specific custom VJPs and gradient barriers (plm_jax/layers/fused.py) on,
+  # or the plain jax formulations; the same function either way.
+  fused_ops: bool = True
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "BertConfig":
@@ -85,7 +89,7 @@ class BertModel(nn.Module):
         max_position_embeddings=cfg.max_position_embeddings,
         type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layer_norm_eps,
         dropout_rate=cfg.hidden_dropout_rate, initializer_range=cfg.initializer_range,
-        dtype=common.get_dtype(cfg.dtype))
+        dtype=common.get_dtype(cfg.dtype), fused_ops=cfg.fused_ops)
     self.encoder = Encoder(cfg)
     self.pooler = BertPooler(cfg)
 
@@ -123,8 +127,9 @@ class BertMlmHead(nn.Module):
     cfg = self.config
     h = dense(cfg.hidden_size, ("mlp", "embed"), cfg.initializer_range,
               common.get_dtype(cfg.dtype), "transform")(hidden)
-    h = common.activation(cfg.hidden_act)(h)
-    h = common.LayerNorm(cfg.layer_norm_eps, axis_name="embed", name="layer_norm")(h)
+    h = common.activation(cfg.hidden_act, cfg.fused_ops)(h)
+    h = LayerNorm(cfg.layer_norm_eps, axis_name="embed", fused_ops=cfg.fused_ops,
+                  name="layer_norm")(h)
     logits = decoder(h).astype(jnp.float32)  # [batch, P, vocab]
     bias = self.param("bias", common.partitioned(nn.initializers.zeros, ("vocab",)),
                       (cfg.vocab_size,), jnp.float32)
