@@ -24,10 +24,9 @@ import tensorflow as tf
 from plm_jax.configlib import param
 from plm_jax.data import sources, tasks, vocab as vocab_lib
 from plm_jax.data.config import CorpusConfig, VocabConfig
-from plm_jax.layers import common
-from plm_jax.layers.attention import MultiHeadAttention
 from plm_jax.layers.embeddings import Embed
-from plm_jax.layers.mlp import Mlp
+from plm_jax.layers.norms import LayerNorm
+from plm_jax.layers.transformer import TransformerLayer, stack_layers
 from plm_jax.objectives import base, losses
 
 
@@ -57,23 +56,25 @@ class TinyLMDataSection:
 
 
 class TinyCausalLM(nn.Module):
-  """Pre-LN decoder-only LM from plm_jax's shared layers; tied output embedding."""
+  """Pre-LN decoder-only LM (GPT-2 shape) from plm_jax's shared layers; tied output embedding.
+
+  decode=True runs one step at position `position` through the key/value cache
+  (create it with init(..., decode=True) on a full-length input).
+  """
   config: TinyLMConfig
 
   @nn.compact
-  def __call__(self, ids: jax.Array) -> jax.Array:      # [B, L] -> [B, L, V]
+  def __call__(self, ids: jax.Array, position: Optional[jax.Array] = None,
+               decode: bool = False) -> jax.Array:      # [B, L] -> [B, L, V]
     cfg = self.config
-    length = ids.shape[1]
     embed = Embed(cfg.vocab_size, cfg.hidden_size, name="tokens")
     positions = Embed(cfg.max_length, cfg.hidden_size, ("position", "embed"), name="positions")
-    x = embed(ids).astype(jnp.float32) + positions(jnp.arange(length)[None]).astype(jnp.float32)
-    causal = jnp.where(jnp.tril(jnp.ones((length, length), bool)), 0.0, -1e9)[None, None]
-    for i in range(cfg.num_layers):
-      h = common.LayerNorm(1e-6, name=f"ln_attn_{i}")(x)
-      x = x + MultiHeadAttention(cfg.num_heads, name=f"attn_{i}")(h, bias=causal)
-      h = common.LayerNorm(1e-6, name=f"ln_mlp_{i}")(x)
-      x = x + Mlp(4 * cfg.hidden_size, "gelu", name=f"mlp_{i}")(h)
-    x = common.LayerNorm(1e-6, name="ln_final")(x)
+    pos = jnp.arange(ids.shape[1])[None] + (0 if position is None else position)
+    x = embed(ids).astype(jnp.float32) + positions(pos).astype(jnp.float32)
+    layer = dict(num_heads=cfg.num_heads, intermediate_size=4 * cfg.hidden_size,
+                 norm_position="pre", norm_eps=1e-6, causal=True)
+    x = stack_layers(TransformerLayer, layer, cfg.num_layers, x, decode=decode)
+    x = LayerNorm(1e-6, name="final_layer_norm")(x)
     return embed.attend(x).astype(jnp.float32)
 
 
@@ -152,18 +153,23 @@ class TinyCausalLMObjective(base.Objective):
 
   # ---- evaluation by decoding ---------------------------------------------------------------
   def decode(self, params, batch, rng=None, max_length=None):
-    """Greedy continuation of the first prompt_length tokens to seq_length."""
+    """Greedy continuation of the first prompt_length tokens to seq_length, one token per
+    step through the attention key/value cache (the prompt is fed the same way)."""
     ids = batch["targets"]
-    prompt = self.data.prompt_length
+    length, prompt = ids.shape[1], self.data.prompt_length
     model = self.make_model()
+    cache = model.init(jax.random.PRNGKey(0), jnp.zeros_like(ids), decode=True)["cache"]
 
-    def step(tokens, t):
-      logits = model.apply({"params": params}, tokens)                  # [B, L, V]
-      nxt = jnp.argmax(logits[:, t - 1], axis=-1).astype(tokens.dtype)
-      return tokens.at[:, t].set(nxt), None
+    def step(carry, t):
+      tokens, cache = carry
+      logits, mutated = model.apply({"params": params, "cache": cache}, tokens[:, t][:, None],
+                                    position=t, decode=True, mutable=["cache"])
+      nxt = jnp.argmax(logits[:, 0], axis=-1).astype(tokens.dtype)
+      keep = jnp.where(t + 1 < prompt, tokens[:, t + 1], nxt)
+      return (tokens.at[:, t + 1].set(keep), mutated["cache"]), None
 
-    start = jnp.where(jnp.arange(ids.shape[1]) < prompt, ids, 0)
-    out, _ = jax.lax.scan(step, start, jnp.arange(prompt, ids.shape[1]))
+    start = jnp.where(jnp.arange(length) < prompt, ids, 0)
+    (out, _), _ = jax.lax.scan(step, (start, cache), jnp.arange(length - 1))
     return out
 
   def predict_fn(self, params, batch):

@@ -8,6 +8,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import main_runner
@@ -40,6 +41,17 @@ def test_plugin_family_trains_evaluates_and_exports(tmp_path):
   saved = main_runner.load_export(str(tmp_path))
   for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(saved)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # The objective's decode (key/value cache, one token per step) equals greedy decoding by
+  # full forward passes over the growing sequence.
+  objective = plugin_causal_lm.TinyCausalLMObjective(c)
+  batch = next(objective.get_dataset("validation", 4, 0, num_epochs=1).as_numpy_iterator())
+  cached = np.asarray(jax.jit(objective.decode)(params, batch))
+  tokens = np.where(np.arange(24) < 16, batch["targets"], 0)
+  for t in range(16, 24):
+    logits = objective.make_model().apply({"params": params}, jnp.asarray(tokens))
+    tokens[:, t] = np.argmax(np.asarray(logits)[:, t - 1], -1)
+  np.testing.assert_array_equal(cached, tokens)
+  assert (cached[:, :16] == batch["targets"][:, :16]).all()
 
 
 def _committed(workdir):
