@@ -45,14 +45,15 @@ def _is_dataclass_type(tp) -> bool:
   return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def _convert(value: Any, tp: Any, key: str) -> Any:
-  """Checks `value` against the annotation `tp`; returns it in the dataclass's type."""
+def check_value(value: Any, tp: Any, key: str) -> Any:
+  """Checks `value` against the annotation `tp` (one-line error naming `key`); returns it
+  in that type (lists as tuples, ints as floats where a float is declared)."""
   origin = typing.get_origin(tp)
   if origin is typing.Union:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if value is None:
       return None
-    return _convert(value, args[0], key)
+    return check_value(value, args[0], key)
   if _is_dataclass_type(tp):
     return from_config(tp, value, key)
   if tp is Any:
@@ -129,7 +130,7 @@ def from_config(cls: type, section: Any, prefix: str) -> Any:
       if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
         raise ConfigError(f"{key}: missing key")
       continue
-    value = _convert(section[name], hints[name], key)
+    value = check_value(section[name], hints[name], key)
     _check_field(value, f.metadata, key)
     kwargs[name] = value
   obj = cls(**kwargs)
@@ -165,7 +166,7 @@ def check_top_level(config: ml_collections.ConfigDict, sections: Sequence[str],
   for key, tp in scalars.items():
     if key not in config:
       raise ConfigError(f"config.{key}: missing key")
-    _convert(config[key], tp, f"config.{key}")
+    check_value(config[key], tp, f"config.{key}")
   for key in sections:
     if key not in config:
       raise ConfigError(f"config.{key}: missing section")

@@ -12,7 +12,7 @@ TINY = [
     "--config.model.intermediate_size=64", "--config.model.max_position_embeddings=32",
     "--config.data.seq_length=32", "--config.mlm.max_predictions=5",
     "--config.data.shuffle_buffer=64", "--config.train.batch_size=8",
-    "--config.train.log_every=10", "--config.train.eval_every=0", "--config.train.eval_steps=1",
+    "--config.train.log_every=10", "--config.train.eval_every=-1", "--config.train.eval_steps=1",
 ]
 
 

@@ -4,7 +4,7 @@ It uses only the public pieces: the shared layers, the objective contract and
 registry, plm_jax.configlib sections with their own defaults, the shared corpus
 sources, vocabulary and task registry. Nothing under plm_jax/ knows it exists.
 
-  python tests/plugin_causal_lm.py WORKDIR NUM_STEPS [CHECKPOINT_EVERY]
+  python tests/plugin_causal_lm.py WORKDIR NUM_STEPS [CHECKPOINT_EVERY [EVAL_EVERY]]
 
 trains it through plm_jax.train.trainer (used by tests/test_plugin_family.py).
 """
@@ -197,5 +197,6 @@ if __name__ == "__main__":
   from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
   workdir, steps = sys.argv[1], int(sys.argv[2])
   every = int(sys.argv[3]) if len(sys.argv) > 3 else 4
-  trainer.train_and_evaluate(config(num_steps=steps, checkpoint_every=every, eval_every=0),
-                             workdir)
+  eval_every = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+  trainer.train_and_evaluate(config(num_steps=steps, checkpoint_every=every,
+                                    eval_every=eval_every), workdir)

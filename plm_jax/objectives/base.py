@@ -24,7 +24,6 @@ predictions must give padded rows no weight (see `example_weights`).
 from __future__ import annotations
 
 import abc
-import dataclasses
 from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
 import jax
@@ -249,7 +248,3 @@ def load_pretrained_params(path: str) -> Mapping:
     _, _, params = export.load_export(path)
   return jax.tree_util.tree_map(np.asarray, params)
 
-
-def section_dict(section: Any) -> Dict[str, Any]:
-  """A parsed section back as a plain dict (for hashing into task names)."""
-  return dataclasses.asdict(section)

@@ -76,7 +76,7 @@ def parse(config: ml_collections.ConfigDict) -> RunConfig:
   for key, tp in (("seed", int), ("objective", str)):
     if key not in config:
       raise ConfigError(f"config.{key}: missing key")
-    configlib._convert(config[key], tp, f"config.{key}")  # pylint: disable=protected-access
+    configlib.check_value(config[key], tp, f"config.{key}")
   sections = {}
   for name, cls in (("train", TrainConfig), ("optimizer", OptimizerConfig),
                     ("mesh", MeshConfig)):
