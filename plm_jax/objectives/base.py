@@ -197,7 +197,8 @@ class Objective(abc.ABC):
 
     A pytree of arrays; leaves whose leading dimension is the global batch are
     split over the data axes, the rest replicated. It is checkpointed and
-    restored with the train state.
+    restored with the train state. Evaluation calls `loss_fn` (no carry), and
+    gradient accumulation is refused for an objective that carries state.
     """
     del batch_size
     return None
