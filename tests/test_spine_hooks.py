@@ -194,6 +194,11 @@ def test_carried_state_is_checkpointed_and_resumes_bit_exactly(tmp_path):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   # A resume that dropped the carry would differ: step 3's memory is not step 6's.
   assert not np.array_equal(_saved_state(a, 3)["carry"]["memory"], sa["carry"]["memory"])
+  c = train_fakes.fake_config(grad_accum_steps=2)
+  c.objective = "test_fake_with_carry"
+  with pytest.raises(ValueError, match=r"^config.train.grad_accum_steps=2: must be 1 for "
+                                       r"objective 'test_fake_with_carry'"):
+    trainer.build_setup(c, jax.devices()[:2])
 
 
 def test_vocabulary_is_built_once_per_run(tmp_path, monkeypatch):

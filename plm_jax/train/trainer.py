@@ -83,6 +83,9 @@ def build_setup(config: ml_collections.ConfigDict,
   boxed = jax.eval_shape(objective.init_params, rng)
   param_sh = sharding_lib.logical_shardings(boxed, mesh, rules)
   abstract = jax.eval_shape(init_state, rng)
+  if abstract.carry is not None and run.train.grad_accum_steps > 1:
+    raise ValueError(f"config.train.grad_accum_steps={run.train.grad_accum_steps}: must be 1 "
+                     f"for objective {objective.name!r}, which carries state between steps")
   state_sh = TrainState(
       step=sharding_lib.replicated(mesh), params=param_sh,
       opt_state=sharding_lib.match_shardings(abstract.opt_state, abstract.params, param_sh, mesh),
