@@ -47,3 +47,12 @@ def load_export(workdir):
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
   return ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(workdir), "export",
                                                          "params"))
+
+
+def committed_steps(workdir):
+  """Checkpoint steps in workdir whose save has completed (Orbax wrote its metadata)."""
+  d = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(d):
+    return []
+  return sorted(int(n) for n in os.listdir(d)
+                if n.isdigit() and os.path.exists(os.path.join(d, n, "_CHECKPOINT_METADATA")))

@@ -54,14 +54,6 @@ def test_plugin_family_trains_evaluates_and_exports(tmp_path):
   assert (cached[:, :16] == batch["targets"][:, :16]).all()
 
 
-def _committed(workdir):
-  d = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(d):
-    return []
-  return sorted(int(n) for n in os.listdir(d)
-                if n.isdigit() and os.path.exists(os.path.join(d, n, "_CHECKPOINT_METADATA")))
-
-
 def _command(workdir, steps):
   # Checkpoints every 20 steps, no evaluation (the test above covers it).
   return [sys.executable, os.path.join(HERE, "plugin_causal_lm.py"), str(workdir), str(steps),
@@ -74,12 +66,13 @@ def test_plugin_family_kill_and_resume_is_bit_exact(tmp_path):
   proc = subprocess.Popen(_command(killed, steps), env=main_runner.env(), cwd=main_runner.REPO,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   deadline = time.time() + 180
-  while time.time() < deadline and not _committed(killed) and proc.poll() is None:
+  while (time.time() < deadline and not main_runner.committed_steps(killed)
+         and proc.poll() is None):
     time.sleep(0.05)
   assert proc.poll() is None, "run ended before it could be killed:\n" + proc.stdout.read()
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  at_kill = _committed(killed)
+  at_kill = main_runner.committed_steps(killed)
   assert at_kill and at_kill[-1] < steps and not (killed / "export").exists()
   resumed = subprocess.run(_command(killed, steps), env=main_runner.env(), cwd=main_runner.REPO,
                            capture_output=True, text=True, timeout=600)

@@ -13,26 +13,19 @@ import main_runner
 STEPS = ["--config.train.num_steps=120", "--config.train.checkpoint_every=20"]
 
 
-def _committed_steps(workdir):
-  d = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(d):
-    return []
-  return sorted(int(n) for n in os.listdir(d)
-                if n.isdigit() and os.path.exists(os.path.join(d, n, "_CHECKPOINT_METADATA")))
-
-
 def test_kill_and_resume_is_bit_exact(tmp_path):
   killed = str(tmp_path / "killed")
   proc = main_runner.popen(killed, *STEPS)
   deadline = time.time() + 120
-  while time.time() < deadline and not _committed_steps(killed) and proc.poll() is None:
+  while (time.time() < deadline and not main_runner.committed_steps(killed)
+         and proc.poll() is None):
     time.sleep(0.05)
   assert proc.poll() is None, "run ended before it could be killed:\n" + proc.stdout.read()
-  assert _committed_steps(killed), "no checkpoint within 120 s"
+  assert main_runner.committed_steps(killed), "no checkpoint within 120 s"
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert not os.path.exists(os.path.join(killed, "export")), "killed run had already finished"
-  steps_at_kill = _committed_steps(killed)
+  steps_at_kill = main_runner.committed_steps(killed)
   assert 0 < steps_at_kill[-1] < 120
 
   resumed = main_runner.run(killed, *STEPS)
