@@ -10,7 +10,6 @@ trains it through plm_jax.train.trainer (used by tests/test_plugin_family.py).
 """
 import dataclasses
 import functools
-import os
 import sys
 from typing import Any, Dict, Optional
 
@@ -107,7 +106,6 @@ class TinyCausalLMObjective(base.Objective):
                         max_length=self.data.seq_length,
                         **dataclasses.asdict(self.sections["model"]))
 
-  @functools.lru_cache(maxsize=1)
   def make_model(self):
     return TinyCausalLM(self.model_config())
 

@@ -12,7 +12,6 @@ plm_jax.data.feature_converters.BertPretrainFeatureConverter.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Dict, Optional, Tuple
 
 import jax
@@ -20,7 +19,6 @@ import jax.numpy as jnp
 
 from plm_jax.configlib import fail, param
 from plm_jax.data.config import CorpusConfig, VocabConfig
-from plm_jax.layers.common import get_dtype
 from plm_jax.layers.transformer import REMAT_POLICIES
 from plm_jax.models.bert import BertConfig, BertForPreTraining
 from plm_jax.objectives import losses
@@ -71,7 +69,6 @@ def check_bert_model(m: BertConfig, prefix: str = "config.model") -> None:
     fail(f"{prefix}.dtype", m.dtype, "unknown dtype; choose one of ('float32', 'bfloat16')")
   if m.remat_policy not in REMAT_POLICIES:
     fail(f"{prefix}.remat_policy", m.remat_policy, f"unknown; choose one of {REMAT_POLICIES}")
-  get_dtype(m.dtype)
 
 
 def _model_section():
@@ -129,7 +126,6 @@ class BertMlmNsp(Objective):
     return BertConfig(vocab_size=self.vocab_size(),
                       **dataclasses.asdict(self.sections["model"]))
 
-  @functools.lru_cache(maxsize=1)
   def make_model(self) -> BertForPreTraining:
     return BertForPreTraining(self.model_config())
 

@@ -120,7 +120,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: Optional[int
   cfg = parse(config)
   objective = get_objective(config)
   configlib.check_top_level(config, TRAINER_SECTIONS + tuple(objective.SECTIONS),
-                            {"seed": int, "objective": str})
+                            ("seed", "objective"))
   check_batch_divisibility(cfg, num_devices, process_count)
   objective.check_run(cfg)
   return cfg, objective
