@@ -164,8 +164,9 @@ def featurize(examples: Sequence[Mapping[str, Any]], vocab, max_seq_length: int 
     tok_start = tok_end = -1
     if ex["answers"]:
       ans = ex["answers"][0]
-      first = int(char_to_word[ans["answer_start"]])
-      last = int(char_to_word[ans["answer_start"] + len(ans["text"]) - 1])
+      text = ans["text"]                      # its first / last non-space characters' words
+      first = int(char_to_word[ans["answer_start"] + len(text) - len(text.lstrip())])
+      last = int(char_to_word[ans["answer_start"] + len(text.rstrip()) - 1])
       if training and " ".join(ans["text"].split()) not in " ".join(words[first:last + 1]):
         skipped.append(ex["id"])
         continue
