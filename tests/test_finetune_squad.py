@@ -216,6 +216,9 @@ def test_answer_inside_a_word_and_final_text(tiny_vocab):
   f = squad.featurize([ex], tiny_vocab, max_seq_length=16, doc_stride=8, max_query_length=4)
   # tokens: [CLS] who [SEP] season 1895 - 96 ended [SEP]: the answer is token 4, not 4..6
   assert (f.arrays["start_positions"][0], f.arrays["end_positions"][0]) == (4, 4)
+  spaced = squad.featurize([_ex("q", "who", "Season 1895-96 ended", " 1895-96 ", 6)],
+                           tiny_vocab, max_seq_length=16, doc_stride=8, max_query_length=4)
+  assert (spaced.arrays["start_positions"][0], spaced.arrays["end_positions"][0]) == (4, 6)
   logits = np.zeros([1, 16])
   logits[0, 4] = 5.0
   assert squad.postprocess(f, logits, logits) == {"q": "1895"}
