@@ -84,6 +84,9 @@ class Objective(abc.ABC):
   name: ClassVar[str] = ""
   family: ClassVar[str] = ""
   SECTIONS: ClassVar[Mapping[str, type]] = {}
+  # Batch features whose dimension 1 may be shorter than batch_spec's from batch to
+  # batch (length-bucketed data): the step compiles once per length.
+  variable_length_features: ClassVar[Tuple[str, ...]] = ()
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -232,6 +235,19 @@ class Objective(abc.ABC):
              max_length: Optional[int] = None) -> jax.Array:
     """Autoregressive generation for the batch's prompts (generative objectives)."""
     raise NotImplementedError(f"objective {self.name!r} does not decode")
+
+  def lr_scales(self, params: Any, decay: float) -> Any:
+    """Per-parameter learning-rate factors for config.optimizer.layer_decay=decay < 1 (a
+    tree like `params`, e.g. decay ** (layers above)); None: the objective has none."""
+    del params, decay
+    return None
+
+  def finalize(self, workdir: str, predict) -> Dict[str, str]:
+    """After training: write the objective's outputs (test-set predictions, ...) under
+    workdir; `predict(split)` gives the predictions over a whole split, with the best
+    params when config.train.best_metric is set. Returns name -> path written."""
+    del workdir, predict
+    return {}
 
   @property
   def has_predictions(self) -> bool:

@@ -10,6 +10,7 @@ objective (`config.objective`), which converts and checks its own
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Optional, Tuple
 
 import ml_collections
@@ -27,12 +28,16 @@ class TrainConfig:
   batch_size: int = param(256, gt=0)          # global batch (examples per optimizer step)
   grad_accum_steps: int = param(1, gt=0)      # micro-batches per step
   num_steps: int = param(1000, gt=0)
+  num_epochs: float = param(0.0, ge=0.0)      # > 0: num_steps = ceil(epochs * examples / batch)
   log_every: int = param(100, gt=0)           # console + TensorBoard scalars
   eval_every: int = param(0, ge=-1)           # 0: evaluate only at the end; -1: never
   eval_steps: int = param(0, ge=0)            # batches per evaluation; 0: the whole eval set
   checkpoint_every: int = param(1000, ge=0)
   keep_checkpoints: int = param(3, gt=0)
   params_export: bool = True                  # params-only export at the end (workdir/export)
+  best_metric: str = ""                       # eval metric to keep the best params of
+                                              # (workdir/best); empty: off
+  best_mode: str = param("max", choices=("max", "min"))
 
   def check(self, prefix: str) -> None:
     if self.batch_size % self.grad_accum_steps:
@@ -45,6 +50,7 @@ class OptimizerConfig:
   name: str = param("adamw", choices=OPTIMIZERS)
   learning_rate: float = param(1e-4, gt=0.0)
   warmup_steps: int = param(0, ge=0)
+  warmup_ratio: float = param(0.0, ge=0.0, lt=1.0)  # > 0: warmup_steps = ratio * num_steps
   decay: str = param("linear", choices=DECAYS)  # after warmup
   end_learning_rate: float = param(0.0, ge=0.0)
   weight_decay: float = param(0.01, ge=0.0)     # not applied to biases and norm parameters
@@ -52,6 +58,13 @@ class OptimizerConfig:
   b2: float = param(0.999, ge=0.0, lt=1.0)
   eps: float = param(1e-6, gt=0.0)
   grad_clip_norm: float = param(1.0, ge=0.0)    # global-norm clipping; 0 disables
+  layer_decay: float = param(1.0, gt=0.0, le=1.0)  # layer-wise lr decay (objectives that
+                                                # define lr_scales); 1: off
+
+  def check(self, prefix: str) -> None:
+    if self.warmup_steps and self.warmup_ratio:
+      fail(f"{prefix}.warmup_ratio", self.warmup_ratio,
+           f"set warmup_steps ({self.warmup_steps}) or warmup_ratio, not both")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,5 +135,19 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: Optional[int
   configlib.check_top_level(config, TRAINER_SECTIONS + tuple(objective.SECTIONS),
                             ("seed", "objective"))
   check_batch_divisibility(cfg, num_devices, process_count)
+  cfg = resolve_epochs(cfg, objective)
   objective.check_run(cfg)
   return cfg, objective
+
+
+def resolve_epochs(cfg: RunConfig, objective) -> RunConfig:
+  """train.num_epochs > 0: num_steps from the objective's number of training examples."""
+  t = cfg.train
+  if t.num_epochs <= 0:
+    return cfg
+  count = getattr(objective, "num_train_examples", None)
+  if count is None:
+    fail("config.train.num_epochs", t.num_epochs,
+         f"objective {cfg.objective!r} has no fixed number of training examples; set num_steps")
+  steps = max(int(math.ceil(count() * t.num_epochs / t.batch_size)), 1)
+  return dataclasses.replace(cfg, train=dataclasses.replace(t, num_steps=steps))

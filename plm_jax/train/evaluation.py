@@ -10,7 +10,7 @@ same number of batches (a host out of data feeds all-padding ones).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,14 +23,22 @@ from plm_jax.train import step as step_lib
 
 def global_batch(local: Dict[str, np.ndarray], spec: Dict[str, jax.ShapeDtypeStruct],
                  sharding) -> Dict[str, jax.Array]:
-  """Host-local numpy batch -> global jax.Arrays split over (data, fsdp)."""
+  """Host-local numpy batch -> global jax.Arrays split over (data, fsdp).
+
+  The global shape is the spec's batch size with the local batch's other
+  dimensions (a bucketed feature's length varies from batch to batch)."""
   return {k: jax.make_array_from_process_local_data(
-      sharding, np.asarray(local[k], dtype=s.dtype), s.shape) for k, s in spec.items()}
+      sharding, np.asarray(local[k], dtype=s.dtype),
+      (s.shape[0],) + tuple(np.shape(local[k])[1:])) for k, s in spec.items()}
 
 
 def check_batch(local: Dict[str, Any], spec: Dict[str, jax.ShapeDtypeStruct],
-                per_host: int, split: str, partial: bool = False) -> None:
-  """One-line error when the data pipeline's batch does not fit the objective."""
+                per_host: int, split: str, partial: bool = False,
+                variable_length: Sequence[str] = ()) -> None:
+  """One-line error when the data pipeline's batch does not fit the objective.
+
+  Features in `variable_length` (Objective.variable_length_features) may be
+  shorter than the spec in dimension 1 (length-bucketed batches)."""
   missing = sorted(set(spec) - set(local) - {EXAMPLE_MASK})
   if missing:
     raise ValueError(f"data ({split}): batch lacks feature(s) {missing}; has {sorted(local)}")
@@ -39,6 +47,8 @@ def check_batch(local: Dict[str, Any], spec: Dict[str, jax.ShapeDtypeStruct],
       continue
     shape = tuple(np.shape(local[k]))
     want = (per_host,) + tuple(s.shape[1:])
+    if k in variable_length and len(shape) == len(want) and 0 < shape[1] <= want[1]:
+      want = want[:1] + shape[1:2] + want[2:]
     if shape != want and not (partial and shape[1:] == want[1:] and 0 < shape[0] <= per_host):
       raise ValueError(f"data ({split}): feature {k} has shape {shape}, expected {want}")
 
@@ -60,7 +70,8 @@ def pad_batch(local: Optional[Dict[str, np.ndarray]], spec: Dict[str, jax.ShapeD
   for k, s in spec.items():
     if k == EXAMPLE_MASK:
       continue
-    full = np.zeros((per_host,) + tuple(s.shape[1:]), s.dtype)
+    rest = tuple(s.shape[1:]) if local is None else tuple(np.shape(local[k])[1:])
+    full = np.zeros((per_host,) + rest, s.dtype)
     if rows:
       full[:rows] = local[k]
     out[k] = full
@@ -85,15 +96,18 @@ def _to_host(tree: Any) -> Any:
 class Evaluator:
   """Loss metrics and host-side prediction metrics over the objective's eval set."""
 
-  def __init__(self, setup, per_host: int, spec: Dict[str, jax.ShapeDtypeStruct]):
+  def __init__(self, setup, per_host: int, spec: Dict[str, jax.ShapeDtypeStruct],
+               split: str = "validation"):
     self.objective = setup.objective
+    self.split = split
+    self.variable_length = tuple(getattr(self.objective, "variable_length_features", ()))
     self.per_host = per_host
     self.spec = dict(spec)
     batch = next(iter(spec.values())).shape[0]
     self.spec[EXAMPLE_MASK] = jax.ShapeDtypeStruct((batch,), jnp.float32)
     self.sharding = sharding_lib.batch_sharding(setup.mesh)
     self.dataset = self.objective.get_dataset(
-        "validation", per_host, setup.run.seed, jax.process_index(), jax.process_count(),
+        split, per_host, setup.run.seed, jax.process_index(), jax.process_count(),
         num_epochs=1)
     param_sh = setup.state_shardings.params
     self.eval_fn = step_lib.jit_eval_step(self.objective, setup.mesh, param_sh, setup.rules)
@@ -110,29 +124,39 @@ class Evaluator:
       if not _any_host(local is not None):
         return
       if local is not None:
-        check_batch(local, self.spec, self.per_host, "validation", partial=True)
+        check_batch(local, self.spec, self.per_host, self.split, partial=True,
+                    variable_length=self.variable_length)
       yield pad_batch(local, self.spec, self.per_host)
       count += 1
 
-  def evaluate(self, params: Any, max_batches: int = 0) -> Dict[str, float]:
+  def evaluate(self, params: Any, max_batches: int = 0, losses: bool = True
+               ) -> Dict[str, float]:
+    """Loss metrics (unless losses=False) and the objective's metrics over its predictions."""
     totals, predictions, examples = None, [], 0
     for local in self.batches(max_batches):
       batch = global_batch(local, self.spec, self.sharding)
-      m = self.eval_fn(params, batch)
-      totals = m if totals is None else jax.tree_util.tree_map(jnp.add, totals, m)
+      if losses:
+        m = self.eval_fn(params, batch)
+        totals = m if totals is None else jax.tree_util.tree_map(jnp.add, totals, m)
       if self.predict_fn is not None:
         out, mask = _to_host((self.predict_fn(params, batch), batch[EXAMPLE_MASK]))
         keep = np.asarray(mask) > 0
         predictions.append({k: np.asarray(v)[keep] for k, v in out.items()})
       examples += int(local[EXAMPLE_MASK].sum())
-    if totals is None:
-      raise ValueError("data (validation): the eval set is empty")
-    metrics = step_lib.metrics_to_host(totals)
+    if not examples and not _count_all(examples):
+      raise ValueError(f"data ({self.split}): the eval set is empty")
+    metrics = step_lib.metrics_to_host(totals) if totals is not None else {}
     if self.predict_fn is not None:
-      merged = {k: np.concatenate([p[k] for p in predictions]) for k in predictions[0]}
-      metrics.update(self.objective.compute_metrics(merged))
+      self.last_predictions = {k: np.concatenate([p[k] for p in predictions])
+                               for k in predictions[0]}
+      metrics.update(self.objective.compute_metrics(self.last_predictions))
     metrics["examples"] = float(_count_all(examples))
     return metrics
+
+  def predictions(self, params: Any) -> Dict[str, np.ndarray]:
+    """The objective's predictions over the whole split (every example once)."""
+    self.evaluate(params, losses=False)
+    return self.last_predictions
 
 
 def _count_all(local_count: int) -> int:

@@ -23,7 +23,7 @@ def learning_rate_schedule(opt, num_steps: int) -> optax.Schedule:
   if opt.decay not in DECAYS:
     raise ValueError(f"config.optimizer.decay={opt.decay!r}: unknown; choose one of {DECAYS}")
   peak, end = float(opt.learning_rate), float(opt.end_learning_rate)
-  warmup = int(opt.warmup_steps)
+  warmup = int(opt.warmup_steps) or int(round(float(opt.warmup_ratio) * int(num_steps)))
   decay_steps = max(int(num_steps) - warmup, 1)
   warm = optax.linear_schedule(0.0, peak, max(warmup, 1))
   if opt.decay == "linear":
@@ -121,10 +121,24 @@ def clipped_adamw(learning_rate: Union[float, optax.Schedule], b1: float = 0.9,
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def make_optimizer(opt, num_steps: int) -> optax.GradientTransformation:
-  """opt: the optimizer section; num_steps: config.train.num_steps (for the decay)."""
+def scale_by_tree(scales: Any) -> optax.GradientTransformation:
+  """Multiplies each update by its own constant factor (layer-wise learning rates)."""
+  def update_fn(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u, s: u * jnp.asarray(s, u.dtype), updates, scales), state
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
+
+
+def make_optimizer(opt, num_steps: int, lr_scales: Any = None) -> optax.GradientTransformation:
+  """opt: the optimizer section; num_steps: config.train.num_steps (for the decay);
+  lr_scales: a tree like the params of per-parameter learning-rate factors, or None."""
   if opt.name not in OPTIMIZERS:
     raise ValueError(f"config.optimizer.name={opt.name!r}: unknown; choose one of {OPTIMIZERS}")
+  tx = _make_base(opt, num_steps)
+  return tx if lr_scales is None else optax.chain(tx, scale_by_tree(lr_scales))
+
+
+def _make_base(opt, num_steps: int) -> optax.GradientTransformation:
   lr = learning_rate_schedule(opt, num_steps)
   kw = dict(b1=float(opt.b1), b2=float(opt.b2), eps=float(opt.eps),
             weight_decay=float(opt.weight_decay), mask=weight_decay_mask)

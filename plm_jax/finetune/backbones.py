@@ -1,0 +1,123 @@
+"""What fine-tuning needs to know of a family: one `Backbone` entry per family.
+
+  register_backbone(Backbone(...))   a family joins fine-tuning (BERT below; each family
+                                     issue adds its own entry next to its model)
+  get_backbone(family)
+
+An entry says how to build the family's model config (fresh, from a named size,
+or from an imported / exported checkpoint plus the fine-tuning overrides), the
+name of the backbone module inside the fine-tuning model (the converter's
+backbone prefix, so imported params drop in), how to turn token ids of one or
+two texts into model inputs (BERT: [CLS] A [SEP] B [SEP] with token types),
+which output summarises a sequence for classification, and each parameter's
+depth for layer-wise learning-rate decay.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+_REGISTRY: Dict[str, "Backbone"] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  family: str
+  module_name: str                                  # submodule name == converter backbone prefix
+  config_class: type
+  sizes: Mapping[str, Mapping[str, Any]]            # fresh (not pretrained) sizes
+  make_module: Callable[[Any], Any]                 # model config -> flax backbone module
+  # (model config, {hidden_dropout, attention_dropout, dtype, scan_layers, remat_policy,
+  #  fused_ops}) -> model config with the fine-tuning run's settings
+  apply_overrides: Callable[[Any, Mapping[str, Any]], Any]
+  # (ids_a, ids_b or None, max_length, special ids) -> {input_ids, token_type_ids}
+  format_inputs: Callable[..., Dict[str, np.ndarray]]
+  special_roles: Tuple[str, ...]                    # vocabulary roles format_inputs uses
+  summary_output: str                               # output name of the [B, H] summary
+  sequence_output: str                              # output name of the [B, L, H] states
+  num_layers: Callable[[Any], int]
+  layer_depth: Callable[[str, int], int]            # (param path 'a/b/c', num_layers) -> depth
+
+
+def register_backbone(backbone: Backbone) -> Backbone:
+  _REGISTRY[backbone.family] = backbone
+  return backbone
+
+
+def get_backbone(family: str, key: str = "config.model.family") -> Backbone:
+  if family not in _REGISTRY:
+    raise ValueError(f"{key}={family!r}: no fine-tuning backbone for this family; known: "
+                     f"{sorted(_REGISTRY)}")
+  return _REGISTRY[family]
+
+
+def families() -> Tuple[str, ...]:
+  return tuple(sorted(_REGISTRY))
+
+
+def truncate_pair(a: Sequence[int], b: Optional[Sequence[int]], budget: int
+                  ) -> Tuple[list, Optional[list]]:
+  """Drop tokens from the end of the longer text until both fit `budget` (BERT's rule)."""
+  a = list(a)
+  b = None if b is None else list(b)
+  while len(a) + (len(b) if b is not None else 0) > budget:
+    if b is not None and len(b) > len(a):
+      b.pop()
+    else:
+      a.pop()
+  return a, b
+
+
+# ---- BERT -------------------------------------------------------------------------------
+
+def _bert_inputs(ids_a, ids_b, max_length: int, special: Mapping[str, int]
+                 ) -> Dict[str, np.ndarray]:
+  """[CLS] A [SEP] (B [SEP]); token type 0 for [CLS] A [SEP], 1 for B [SEP]."""
+  budget = max_length - (3 if ids_b is not None else 2)
+  a, b = truncate_pair(ids_a, ids_b, budget)
+  ids = [special["cls"]] + a + [special["sep"]]
+  types = [0] * len(ids)
+  if b is not None:
+    ids += b + [special["sep"]]
+    types += [1] * (len(b) + 1)
+  return {"input_ids": np.asarray(ids, np.int32), "token_type_ids": np.asarray(types, np.int32)}
+
+
+_LAYER = re.compile(r"(?:^|/)layers_(\d+)(?:/|$)")
+
+
+def encoder_layer_depth(path: str, num_layers: int) -> int:
+  """Embeddings 0, encoder layer i -> i + 1, everything above the encoder -> num_layers + 1."""
+  m = _LAYER.search(path)
+  if m:
+    return int(m.group(1)) + 1
+  parts = path.split("/")
+  if len(parts) > 1 and parts[1] == "embeddings":
+    return 0
+  return num_layers + 1
+
+
+def _bert_overrides(cfg, o: Mapping[str, Any]):
+  return cfg.replace(hidden_dropout_rate=o["hidden_dropout"],
+                     attention_dropout_rate=o["attention_dropout"], dtype=o["dtype"],
+                     scan_layers=o["scan_layers"], remat_policy=o["remat_policy"],
+                     fused_ops=o["fused_ops"])
+
+
+def _register_bert():
+  from plm_jax.models.bert import BertConfig, BertModel  # pylint: disable=import-outside-toplevel
+  register_backbone(Backbone(
+      family="bert", module_name="bert", config_class=BertConfig,
+      sizes={"tiny": dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256),
+             "small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
+             "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072)},
+      make_module=BertModel, apply_overrides=_bert_overrides, format_inputs=_bert_inputs,
+      special_roles=("cls", "sep"), summary_output="pooler_output",
+      sequence_output="last_hidden_state", num_layers=lambda cfg: cfg.num_layers,
+      layer_depth=encoder_layer_depth))
+
+
+_register_bert()

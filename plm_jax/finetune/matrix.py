@@ -1,0 +1,280 @@
+"""The comparison runner: fine-tune every (model, task, seed) cell, then report.
+
+  python -m plm_jax.finetune.matrix --config=configs/matrix.py:smoke --workdir=DIR
+
+The matrix config lists `models` (name -> {hf_dir, family}), `tasks` (GLUE names),
+`seeds`, and `base` overrides applied to every cell's configs/glue.py config (and
+`task_overrides`: task -> overrides). Each cell runs in DIR/cells/<model>/<task>/seed<k>
+through the trainer (resumable: a killed cell continues from its checkpoint) and ends
+with a result.json; a rerun skips every cell that has one. Then DIR gets:
+
+  results.json   every cell's dev metrics (best checkpoint by the task's score), steps,
+                 time, padding fraction; and the per-(model, task) mean and std over seeds
+  report.md      the results table (score mean ± std over seeds, in GLUE points x100),
+                 the GLUE average as the BERT paper computes it (partial when the matrix
+                 lacks some of its tasks: the table says which are in), per-metric details
+  scores.png     dev score per task per model: mean bar, one dot per seed
+  curves.png     dev score against training step per task, a line per (model, seed)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Dict, List, Mapping, Sequence
+
+import numpy as np
+
+from plm_jax.finetune import metrics as metrics_lib
+
+RESULT = "result.json"
+
+
+def cell_dir(workdir: str, model: str, task: str, seed: int) -> str:
+  return os.path.join(workdir, "cells", model, task, f"seed{seed}")
+
+
+def _apply(config, overrides: Mapping[str, Any], where: str) -> None:
+  """Nested {section: {key: value}} overrides onto a GLUE run config (unknown keys: error)."""
+  for key, value in overrides.items():
+    if key not in config:
+      raise ValueError(f"{where}.{key}: unknown key in the GLUE config")
+    if hasattr(value, "items"):
+      _apply(config[key], value, f"{where}.{key}")
+    else:
+      config[key] = value
+
+
+def cell_config(matrix, model: str, task: str, seed: int):
+  """configs/glue.py:<task> with the matrix's base and task overrides, the model and seed."""
+  from configs import glue as glue_config  # pylint: disable=import-outside-toplevel
+  if model not in matrix.models:
+    raise ValueError(f"matrix: unknown model {model!r}")
+  c = glue_config.get_config(task)
+  _apply(c, dict(matrix.get("base", {})), "config.base")
+  _apply(c, dict(matrix.get("task_overrides", {}).get(task, {})), f"config.task_overrides.{task}")
+  spec = matrix.models[model]
+  c.init.hf_dir = spec.get("hf_dir", "")
+  c.model.family = spec.get("family", "bert")
+  _apply(c, dict(spec.get("overrides", {})), f"config.models.{model}.overrides")
+  c.seed = int(seed)
+  return c
+
+
+def run_cell(matrix, model: str, task: str, seed: int, workdir: str) -> Dict[str, Any]:
+  """Trains one cell (or resumes it) and writes its result.json."""
+  from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
+  from plm_jax.train.config import validate_config  # pylint: disable=import-outside-toplevel
+  directory = cell_dir(workdir, model, task, seed)
+  config = cell_config(matrix, model, task, seed)
+  start = time.time()
+  final = trainer.train_and_evaluate(config, directory)
+  run, objective = validate_config(config)
+  dev = {k[len("best/"):]: v for k, v in final.items() if k.startswith("best/")}
+  if not dev:
+    dev = {k[len("eval/"):]: v for k, v in final.items() if k.startswith("eval/")}
+  result = {"model": model, "task": task, "seed": int(seed), "dev": dev,
+            "steps": int(final["step"]), "seconds": round(time.time() - start, 1),
+            "padding_fraction": round(objective.padding_fraction(run.train.batch_size,
+                                                                 run.seed), 4)}
+  with open(os.path.join(directory, RESULT), "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=1)
+  return result
+
+
+def run_matrix(matrix, workdir: str) -> Dict[str, Any]:
+  cells = [(m, t, int(s)) for m in matrix.models for t in matrix.tasks for s in matrix.seeds]
+  for i, (model, task, seed) in enumerate(cells):
+    path = os.path.join(cell_dir(workdir, model, task, seed), RESULT)
+    if os.path.isfile(path):
+      print(f"[{i + 1}/{len(cells)}] {model} {task} seed {seed}: finished, skipped", flush=True)
+      continue
+    print(f"[{i + 1}/{len(cells)}] {model} {task} seed {seed}: running", flush=True)
+    run_cell(matrix, model, task, seed, workdir)
+  return write_report(workdir, list(matrix.models), list(matrix.tasks), list(matrix.seeds))
+
+
+def _load_results(workdir: str, models, tasks, seeds) -> List[Dict[str, Any]]:
+  out = []
+  for m in models:
+    for t in tasks:
+      for s in seeds:
+        path = os.path.join(cell_dir(workdir, m, t, int(s)), RESULT)
+        if os.path.isfile(path):
+          with open(path, encoding="utf-8") as f:
+            out.append(json.load(f))
+  return out
+
+
+def summarize(results: Sequence[Mapping[str, Any]]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+  """model -> task -> {metric: {mean, std, values}} over seeds (std: sample, ddof=1)."""
+  table: Dict[str, Dict[str, Dict[str, Any]]] = {}
+  for r in results:
+    cell = table.setdefault(r["model"], {}).setdefault(r["task"], {})
+    for k, v in r["dev"].items():
+      cell.setdefault(k, {"values": []})["values"].append(float(v))
+  for tasks in table.values():
+    for metrics in tasks.values():
+      for stats in metrics.values():
+        v = np.asarray(stats["values"])
+        stats["mean"] = float(np.mean(v))
+        stats["std"] = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+  return table
+
+
+def _fmt(stats: Mapping[str, Any]) -> str:
+  if math.isnan(stats["mean"]):
+    return "nan"
+  if len(stats["values"]) > 1:
+    return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
+  return f"{100 * stats['mean']:.1f}"
+
+
+def glue_averages(summary, models, tasks) -> Dict[str, float]:
+  """Per model: the BERT-paper GLUE average over the matrix's tasks (mean of seed means)."""
+  out = {}
+  for m in models:
+    res = {t: {k: s["mean"] for k, s in summary.get(m, {}).get(t, {}).items()}
+           for t in tasks if t in summary.get(m, {})}
+    try:
+      out[m] = metrics_lib.glue_average(res, convention="bert")
+    except ValueError:
+      out[m] = float("nan")
+  return out
+
+
+def write_report(workdir: str, models, tasks, seeds) -> Dict[str, Any]:
+  results = _load_results(workdir, models, tasks, seeds)
+  summary = summarize(results)
+  averages = glue_averages(summary, models, tasks)
+  in_avg = [t for t in tasks if metrics_lib.canonical_task(t) in metrics_lib.BERT_REPORTED]
+  data = {"cells": results, "summary": summary, "glue_average_bert": averages,
+          "glue_average_tasks": in_avg, "seeds": list(seeds)}
+  with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
+    json.dump(data, f, indent=1)
+  names = metrics_lib.report_names(tasks)
+  lines = ["# Fine-tuning results", "",
+           f"Dev-set scores x100 (the best evaluation of each run by the task's GLUE score), "
+           f"mean ± sample std over seeds {list(seeds)}. Score: CoLA MCC, STS-B mean of "
+           f"Pearson and Spearman, MRPC/QQP mean of F1 and accuracy, accuracy elsewhere. "
+           f"GLUE avg: as in the BERT paper (Table 1's columns: STS-B Spearman, MRPC/QQP F1), "
+           f"over {', '.join(metrics_lib.report_names(in_avg)) or 'none'}"
+           f"{' (partial: not all nine columns)' if len(in_avg) < 9 else ''}.", "",
+           "| model | " + " | ".join(names) + " | GLUE avg |",
+           "|---|" + "---|" * (len(names) + 1)]
+  for m in models:
+    row = [m]
+    for t in tasks:
+      stats = summary.get(m, {}).get(t, {}).get("score")
+      row.append(_fmt(stats) if stats else "—")
+    avg = averages.get(m, float("nan"))
+    row.append("nan" if math.isnan(avg) else f"{100 * avg:.1f}")
+    lines.append("| " + " | ".join(row) + " |")
+  lines += ["", "## Every metric", "", "| model | task | metric | mean ± std | seeds |",
+            "|---|---|---|---|---|"]
+  for m in models:
+    for t, name in zip(tasks, names):
+      for k, stats in sorted(summary.get(m, {}).get(t, {}).items()):
+        if k in ("loss", "examples", "step"):
+          continue
+        vals = ", ".join(f"{100 * v:.1f}" for v in stats["values"])
+        lines.append(f"| {m} | {name} | {k} | {_fmt(stats)} | {vals} |")
+  pads = {(r["model"], r["task"]): r.get("padding_fraction") for r in results}
+  lines += ["", "## Cost", "", "| model | task | seconds per run (mean) | steps | padding |",
+            "|---|---|---|---|---|"]
+  for m in models:
+    for t, name in zip(tasks, names):
+      rs = [r for r in results if r["model"] == m and r["task"] == t]
+      if rs:
+        lines.append(f"| {m} | {name} | {np.mean([r['seconds'] for r in rs]):.0f} | "
+                     f"{rs[0]['steps']} | {100 * (pads.get((m, t)) or 0):.1f}% |")
+  lines += ["", "![dev scores](scores.png)", "", "![training curves](curves.png)", ""]
+  with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
+    f.write("\n".join(lines))
+  plot_scores(os.path.join(workdir, "scores.png"), summary, models, tasks)
+  plot_curves(os.path.join(workdir, "curves.png"), workdir, models, tasks, seeds)
+  return data
+
+
+def plot_scores(path: str, summary, models, tasks) -> None:
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(tasks), 4))
+  width = 0.8 / max(len(models), 1)
+  x = np.arange(len(tasks))
+  for j, m in enumerate(models):
+    means, errs = [], []
+    for i, t in enumerate(tasks):
+      stats = summary.get(m, {}).get(t, {}).get("score")
+      means.append(100 * stats["mean"] if stats else np.nan)
+      errs.append(100 * stats["std"] if stats else 0)
+      if stats:
+        xs = np.full(len(stats["values"]), x[i] + (j - (len(models) - 1) / 2) * width)
+        ax.scatter(xs, 100 * np.asarray(stats["values"]), color="black", s=10, zorder=3)
+    ax.bar(x + (j - (len(models) - 1) / 2) * width, means, width, yerr=errs, capsize=3, label=m)
+  ax.set_xticks(x)
+  ax.set_xticklabels(metrics_lib.report_names(tasks))
+  ax.set_ylabel("dev score x100 (dots: seeds)")
+  ax.axhline(0, color="gray", linewidth=0.5)
+  ax.legend()
+  ax.set_title("GLUE dev scores")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_curves(path: str, workdir: str, models, tasks, seeds) -> None:
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  from plm_jax.train.reporting import read_history  # pylint: disable=import-outside-toplevel
+  fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3), squeeze=False)
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for i, (t, name) in enumerate(zip(tasks, metrics_lib.report_names(tasks))):
+    ax = axes[0][i]
+    for j, m in enumerate(models):
+      for k, s in enumerate(seeds):
+        rows = [r for r in read_history(cell_dir(workdir, m, t, int(s)))
+                if r["split"] == "eval" and "score" in r]
+        if rows:
+          ax.plot([r["step"] for r in rows], [100 * r["score"] for r in rows],
+                  color=colors[j % len(colors)], alpha=0.8, marker=".",
+                  label=m if k == 0 else None)
+    ax.set_title(name)
+    ax.set_xlabel("step")
+    if i == 0:
+      ax.set_ylabel("dev score x100")
+      ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def main(argv=None) -> None:
+  from absl import app, flags  # pylint: disable=import-outside-toplevel
+  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+  config = config_flags.DEFINE_config_file("config", None, "Matrix config, e.g. "
+                                           "configs/matrix.py:smoke.", lock_config=False)
+  workdir = flags.DEFINE_string("workdir", None, "Matrix directory (cells, report).")
+
+  def run(args):
+    from absl import logging  # pylint: disable=import-outside-toplevel
+    logging.set_verbosity(logging.WARNING)   # Orbax logs every save at INFO
+    if len(args) > 1:
+      raise app.UsageError(f"unexpected arguments {args[1:]}")
+    if config.value is None or not workdir.value:
+      raise app.UsageError("--config and --workdir are required")
+    try:
+      data = run_matrix(config.value, workdir.value)
+    except (ValueError, FileNotFoundError) as e:
+      raise SystemExit(f"error: {str(e).splitlines()[0]}") from None
+    print(f"wrote {os.path.join(workdir.value, 'report.md')} "
+          f"({len(data['cells'])} cells)", flush=True)
+
+  app.run(run, argv=argv)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,226 @@
+"""The `glue` objective: fine-tune a backbone + classification/regression head on a GLUE task.
+
+  python main.py --config=configs/glue.py:sst2 --config.init.hf_dir=DIR
+
+Sections (besides the trainer's): `task` (GlueTaskConfig), `init`, `model`, `vocab`
+(plm_jax.finetune.common). Loss: softmax cross-entropy over the labels, or the
+mean squared error for STS-B (one output, as BertForSequenceClassification
+with num_labels=1). Evaluation: the task's GLUE metrics over the whole dev set
+(plm_jax.finetune.metrics), `score` being the one the GLUE table reports. At the
+end, predictions on the test split in the benchmark's submission format
+(workdir/glue_submission/<Task>.tsv), from the best checkpoint when
+`train.best_metric` is set.
+
+Batches are length-bucketed (`task.buckets`): the step compiles once per
+bucket; `input_ids`, `attention_mask`, `token_type_ids` are [B, bucket length].
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from plm_jax.configlib import fail, param
+from plm_jax.data.config import VocabConfig
+from plm_jax.finetune import backbones, batching, common, glue
+from plm_jax.finetune.heads import FinetuneModel
+from plm_jax.objectives import losses
+from plm_jax.objectives.base import Batch, Metrics, Objective, example_weights, register
+
+SEQUENCE = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclasses.dataclass(frozen=True)
+class GlueTaskConfig:
+  name: str = param("sst2", choices=tuple(glue.TASKS))
+  data_dir: str = ""                      # GLUE TSV layout (<dir>/SST-2/train.tsv); empty: TFDS
+  tfds_data_dir: str = ""
+  tfds_name: str = ""                     # empty: the task's glue/<name>
+  max_seq_length: int = param(128, ge=8)
+  buckets: Tuple[int, ...] = (16, 24, 32, 48, 64, 96, 128)  # padded lengths; last = max length
+  train_split: str = "train"
+  eval_split: str = "validation"
+  predict_test: bool = True               # write the test split's submission file at the end
+
+  def check(self, prefix: str) -> None:
+    batching.check_buckets(self.buckets, self.max_seq_length, f"{prefix}.buckets")
+    task = glue.TASKS[self.name]
+    for key in ("train_split", "eval_split"):
+      split = getattr(self, key)
+      if split not in dict(task.files):
+        fail(f"{prefix}.{key}", split, f"GLUE task {self.name} has splits {sorted(dict(task.files))}")
+
+
+@register("glue")
+class GlueFinetune(Objective):
+  """Sequence classification / regression on one GLUE task."""
+  SECTIONS = {"task": GlueTaskConfig, "init": common.InitConfig,
+              "model": common.FinetuneModelConfig, "vocab": VocabConfig}
+  variable_length_features = SEQUENCE
+
+  def __init__(self, config):
+    super().__init__(config)
+    self.task_config: GlueTaskConfig = self.sections["task"]
+    self.task = glue.TASKS[self.task_config.name]
+    self.model_section: common.FinetuneModelConfig = self.sections["model"]
+    self.checkpoint = common.Checkpoint(self.sections["init"], self.model_section)
+    self.backbone = self.checkpoint.backbone
+    self.family = self.backbone.family
+    self._vocab = None
+    self._model_config = None
+    self._examples: Dict[str, Any] = {}
+
+  # ---- vocabulary / model ----------------------------------------------------------------
+  def vocabulary(self):
+    if self._vocab is None:
+      from plm_jax.data import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
+      self._vocab = vocab_lib.get_vocabulary(self.checkpoint.vocab_config(self.sections["vocab"]))
+    return self._vocab
+
+  def model_config(self):
+    if self._model_config is None:
+      cfg = self.checkpoint.model_config(int(self.vocabulary().vocab_size))
+      max_pos = getattr(cfg, "max_position_embeddings", None)
+      if max_pos is not None and self.task_config.max_seq_length > max_pos:
+        fail("config.task.max_seq_length", self.task_config.max_seq_length,
+             f"must be <= the model's max_position_embeddings={max_pos}")
+      self._model_config = cfg
+    return self._model_config
+
+  def check_run(self, run) -> None:
+    if run.optimizer.layer_decay != 1.0 and self.model_section.scan_layers:
+      fail("config.optimizer.layer_decay", run.optimizer.layer_decay,
+           "layer-wise decay needs unrolled layers (config.model.scan_layers=False)")
+
+  def make_model(self) -> FinetuneModel:
+    return FinetuneModel(self.family, self.model_config(), head="classification",
+                         num_labels=self.task.num_labels,
+                         classifier_dropout=self.model_section.head_dropout)
+
+  def init_params(self, rng: jax.Array) -> Any:
+    ids = jnp.zeros((1, 8), jnp.int32)
+    return self.make_model().init({"params": rng}, ids, jnp.ones_like(ids), jnp.zeros_like(ids),
+                                  deterministic=True)["params"]
+
+  def initial_params(self):
+    params = self.checkpoint.backbone_params(self.model_config())
+    return None if params is None else {self.backbone.module_name: params}
+
+  def lr_scales(self, params: Any, decay: float) -> Any:
+    cfg = self.model_config()
+    return common.layer_scales(params, self.backbone, self.backbone.num_layers(cfg), decay)
+
+  # ---- data -----------------------------------------------------------------------------
+  def examples(self, split: str):
+    """Model-input examples of a split and their lengths (built once)."""
+    if split not in self._examples:
+      from plm_jax.finetune import tasks  # pylint: disable=import-outside-toplevel
+      t = self.task_config
+      vocab = self.vocabulary()
+      from plm_jax.data.vocab import special_ids  # pylint: disable=import-outside-toplevel
+      ids = special_ids(vocab, self.backbone.special_roles)
+      special = dict(zip(self.backbone.special_roles, ids))
+      rows = tasks.tokenized_examples(self.task, split, vocab, t.data_dir, t.tfds_data_dir,
+                                      t.tfds_name)
+      label_dtype = np.float32 if self.task.labels is None else np.int32
+      out, lengths = [], []
+      for r in rows:
+        ex = self.backbone.format_inputs(r["ids_a"], r["ids_b"], t.max_seq_length, special)
+        n = len(ex["input_ids"])
+        ex["attention_mask"] = np.ones([n], np.int32)
+        ex["label"] = np.asarray(r["label"], label_dtype)
+        ex["idx"] = np.asarray(r["idx"], np.int32)
+        out.append(ex)
+        lengths.append(n)
+      self._examples[split] = (out, lengths)
+    return self._examples[split]
+
+  def _split(self, split: str) -> str:
+    return {"train": self.task_config.train_split,
+            "validation": self.task_config.eval_split}.get(split, split)
+
+  def num_train_examples(self) -> int:
+    return len(self.examples(self._split("train"))[0])
+
+  def padding_fraction(self, batch_size: int, seed: int = 0) -> float:
+    _, lengths = self.examples(self._split("train"))
+    return batching.padding_fraction(lengths, self.task_config.buckets, batch_size, seed)
+
+  def get_dataset(self, split: str, batch_size: int, seed: int, shard_index: int = 0,
+                  num_shards: int = 1, num_epochs: Optional[int] = None):
+    del num_epochs  # train: endless; other splits: one pass
+    examples, lengths = self.examples(self._split(split))
+    return common.bucketed_dataset(examples, lengths, self.task_config.buckets, SEQUENCE,
+                                   split, batch_size, seed, shard_index, num_shards)
+
+  def batch_spec(self, batch_size: int) -> Dict[str, jax.ShapeDtypeStruct]:
+    n = self.task_config.max_seq_length
+    label = jnp.float32 if self.task.labels is None else jnp.int32
+    spec = {k: jax.ShapeDtypeStruct((batch_size, n), jnp.int32) for k in SEQUENCE}
+    spec["label"] = jax.ShapeDtypeStruct((batch_size,), label)
+    spec["idx"] = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
+    return spec
+
+  # ---- loss / predictions -----------------------------------------------------------------
+  def _logits(self, params, batch: Batch, rng, deterministic: bool) -> jax.Array:
+    rngs = {} if (deterministic or rng is None) else {"dropout": rng}
+    return self.make_model().apply(
+        {"params": params}, batch["input_ids"], batch["attention_mask"],
+        batch["token_type_ids"], deterministic=deterministic, rngs=rngs)["logits"]
+
+  def loss_fn(self, params: Any, batch: Batch, rng: Optional[jax.Array],
+              deterministic: bool, normalizers: Optional[Dict[str, jax.Array]] = None
+              ) -> Tuple[jax.Array, Metrics]:
+    del normalizers  # one mean over examples: the step weights micro-batches exactly
+    logits = self._logits(params, batch, rng, deterministic)            # [B, labels]
+    w = example_weights(batch)                                          # [B]
+    count = jnp.sum(w)
+    if self.task.labels is None:
+      err = logits[:, 0] - batch["label"].astype(jnp.float32)
+      per = err * err
+      metrics = {}
+    else:
+      per = losses.softmax_cross_entropy(logits, batch["label"])
+      correct = losses.top1_correct(logits, batch["label"])
+      metrics = {"accuracy": (jnp.sum(correct * w), count)}
+    total = jnp.sum(per * w)
+    loss = total / jnp.maximum(count, 1e-8)
+    metrics["loss"] = (total, count)
+    return loss, metrics
+
+  def predict_fn(self, params: Any, batch: Batch) -> Dict[str, jax.Array]:
+    logits = self._logits(params, batch, None, True)
+    pred = logits[:, 0] if self.task.labels is None else jnp.argmax(logits, -1)
+    return {"prediction": pred, "label": batch["label"], "idx": batch["idx"]}
+
+  def compute_metrics(self, predictions: Dict[str, np.ndarray]) -> Dict[str, float]:
+    from plm_jax.finetune import metrics as metrics_lib  # pylint: disable=import-outside-toplevel
+    labels = predictions["label"]
+    if self.task.labels is None:
+      labelled = np.isfinite(labels)
+    else:
+      labelled = labels >= 0
+    if not labelled.all():      # the test split: no metrics
+      return {}
+    return metrics_lib.task_metrics(self.task.name, predictions["prediction"], labels)
+
+  def finalize(self, workdir: str, predict) -> Dict[str, str]:
+    """The test split's submission file (predict: split -> merged predictions)."""
+    if not self.task_config.predict_test or "test" not in dict(self.task.files):
+      return {}
+    preds = predict("test")
+    path = glue.write_submission(self.task, os.path.join(workdir, "glue_submission"),
+                                 preds["idx"], preds["prediction"])
+    return {"submission": path}
+
+
+def steps_for_epochs(num_examples: int, epochs: float, batch_size: int) -> int:
+  return max(int(math.ceil(num_examples * epochs / batch_size)), 1)
+
+
+__all__ = ["GlueFinetune", "GlueTaskConfig", "backbones", "steps_for_epochs"]
