@@ -9,7 +9,7 @@ line). Ids: [PAD]=0 (seqio's pad id), [UNK]=1, then the user-defined symbols
 [CLS] [SEP] [MASK]; no BOS/EOS. With --lowercase (the default) the model's
 normalizer case-folds (nmt_nfkc_cf), so encoding lower-cases inside the tf.data
 graph as well. Then point the config at it (the type follows from '.model'):
-  python main.py --config.data.vocab.path=/tmp/spm.model
+  python main.py --workdir=/tmp/bert_spm --config.data.vocab.path=/tmp/spm.model
 A bad argument or input prints one line `error: <message>` and exits with status 2.
 """
 from __future__ import annotations
