@@ -1,10 +1,12 @@
 """The training loop: one function, `train_and_evaluate(config, workdir)`.
 
-config -> (trainer sections, objective) -> mesh + sharded state -> restore the
-latest checkpoint, or init (fresh, or from the objective's initial params) ->
-train iterator (skipping the batches already consumed) -> jitted steps ->
+config -> (trainer sections, objective) -> mesh + sharded state -> (a new workdir:
+the data read and checked before anything is created) -> restore the latest
+checkpoint, or init (fresh, or from the objective's initial params); a checkpoint
+at num_steps: "nothing to do" -> train iterator (skipping the batches already
+consumed) -> jitted steps (a line after the first, with its compile time) ->
 progress / TensorBoard every log_every, eval every eval_every, checkpoint every
-checkpoint_every and at the end -> params-only export(s).
+checkpoint_every and at the end -> params-only export(s) with the tokenizer files.
 
 Everything objective-specific goes through plm_jax.objectives.base.Objective;
 this module reads only config.train / optimizer / mesh / seed.
