@@ -214,7 +214,7 @@ def test_training_commands_build_valid_configs():
   assert checked >= 3
 
 
-def test_books_wiki_command_reads_both_corpora_with_their_readers():
+def test_books_wiki_command_reads_both_corpora_with_their_readers(monkeypatch):
   """The books + Wikipedia commands read every book with the gutenberg reader and every
   article file with the wikiextractor reader (documents counted per reader on a sample of
   each part; the whole corpus is counted in the slow test)."""
@@ -222,17 +222,18 @@ def test_books_wiki_command_reads_both_corpora_with_their_readers():
   pretrain = os.path.join(paths.data_dir(), "pretrain")
   if not os.path.isdir(pretrain):
     pytest.skip(f"{pretrain} is absent (shared data bundle not mounted)")
-  books = sorted(corpora.expand_globs(os.path.join(pretrain, "books", "*.txt")))
-  wiki = sorted(corpora.expand_globs(os.path.join(pretrain, "wiki", "enwiki", "*", "wiki_*")))
+  books, wiki = (sorted(os.path.abspath(p) for p in corpora.expand_globs(os.path.join(
+      pretrain, *parts))) for parts in (("books", "*.txt"), ("wiki", "enwiki", "*", "wiki_*")))
   commands = [c for c in of_kind("main") if "bert_books_wiki" in c]
   assert commands
+  monkeypatch.chdir(REPO)   # relative paths in a command are from the repository root
   for command in commands:
     config, _ = docs.config_of(main_argv(command))
     corpus = config.data.corpus
     readers = {}
     for reader, pattern in corpora.reader_globs(corpus.paths, corpus.reader):
       for path in corpora.expand_globs(pattern):
-        readers[path] = reader
+        readers[os.path.abspath(path)] = reader
     assert {p: readers.get(p) for p in books} == {p: "gutenberg" for p in books}, command
     assert {p: readers.get(p) for p in wiki} == {p: "wikiextractor" for p in wiki}, command
     counts = {}
