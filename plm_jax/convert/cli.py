@@ -4,7 +4,8 @@
       HF directory (any registered model_type) -> EXPORT_DIR/params (orbax) + EXPORT_DIR/plm_config.json
   python -m plm_jax.convert.cli export --params EXPORT_DIR --out HF_DIR
       plm_jax params export (e.g. workdir/export; old <family>_config.json exports too)
-      -> HF directory (config.json + model.safetensors), dispatched on the export's family
+      -> HF directory (config.json + model.safetensors + the run's tokenizer files),
+      dispatched on the export's family
 
 Errors print one line on stderr and exit with status 2.
 """
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> None:
   else:
     family, cfg, params = export.load_export(args.params)
     registry.get_converter(family, source=args.params).save_pretrained(params, cfg, args.out)
-    print(f"wrote {args.out}/config.json and {args.out}/model.safetensors")
+    tokenizer = export.copy_tokenizer_files(args.params, args.out)
+    print(f"wrote {args.out}: config.json, model.safetensors{''.join(', ' + t for t in tokenizer)}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

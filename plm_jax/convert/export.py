@@ -4,6 +4,10 @@
   export_dir/plm_config.json   {"family": "bert",
                                 "config_class": "plm_jax.models.bert.BertConfig",
                                 "config": dataclasses.asdict(model_config)}
+  export_dir/<tokenizer files> the run's vocabulary in Hugging Face's names (save_tokenizer):
+                               WordPiece: vocab.txt + tokenizer_config.json (BertTokenizer);
+                               SentencePiece: spiece.model. copy_tokenizer_files copies
+                               them into a Hugging Face directory.
 
   save_export(export_dir, params, model_config, family) -> export_dir (absolute)
   load_export(export_dir) -> (family, model_config, params)
@@ -18,7 +22,8 @@ import glob
 import importlib
 import json
 import os
-from typing import Any, Dict, Mapping, Tuple
+import shutil
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -92,6 +97,52 @@ def save_export(export_dir: str, params: Mapping, model_config: Any, family: str
       json.dump(record, f, indent=2, sort_keys=True)
     os.replace(tmp, os.path.join(export_dir, CONFIG_FILE))
   return export_dir
+
+
+TOKENIZER_FILES = ("vocab.txt", "spiece.model", "vocab.json", "merges.txt",
+                   "tokenizer_config.json", "special_tokens_map.json")
+
+
+def save_tokenizer(export_dir: str, vocab: Any, model_max_length: Optional[int] = None
+                   ) -> Tuple[str, ...]:
+  """Writes the vocabulary's files into export_dir under Hugging Face's names; returns them.
+
+  A WordPiece vocabulary (plm_jax.data.vocab.WordPieceVocabulary: its tokens and case) gives
+  vocab.txt and a tokenizer_config.json for transformers' BertTokenizer, whose ids it
+  matches; a SentencePiece one gives its model as spiece.model (no tokenizer_config: no
+  transformers class reproduces seqio's SentencePiece ids exactly). None writes nothing.
+  Only process 0 writes.
+  """
+  if vocab is None or jax.process_index() != 0:
+    return ()
+  if hasattr(vocab, "tokens") and hasattr(vocab, "lowercase"):   # WordPiece
+    with open(os.path.join(export_dir, "vocab.txt"), "w", encoding="utf-8") as f:
+      f.write("".join(token + "\n" for token in vocab.tokens))
+    specials = getattr(vocab, "special_tokens", {})
+    config = {"tokenizer_class": "BertTokenizer", "do_lower_case": bool(vocab.lowercase),
+              **{f"{role}_token": token for role, token in specials.items()}}
+    if model_max_length:
+      config["model_max_length"] = int(model_max_length)
+    with open(os.path.join(export_dir, "tokenizer_config.json"), "w") as f:
+      json.dump(config, f, indent=2, sort_keys=True)
+    return ("vocab.txt", "tokenizer_config.json")
+  model = getattr(vocab, "sp_model", None)   # seqio.SentencePieceVocabulary: the model bytes
+  if model:
+    with open(os.path.join(export_dir, "spiece.model"), "wb") as f:
+      f.write(model)
+    return ("spiece.model",)
+  raise ValueError(f"save_tokenizer: no export format for vocabulary {vocab}")
+
+
+def copy_tokenizer_files(export_dir: str, hf_dir: str) -> Tuple[str, ...]:
+  """Copies the tokenizer files of a params export (TOKENIZER_FILES) into hf_dir."""
+  export_dir = _find_export_dir(export_dir)
+  copied = []
+  for name in TOKENIZER_FILES:
+    if os.path.isfile(os.path.join(export_dir, name)):
+      shutil.copyfile(os.path.join(export_dir, name), os.path.join(hf_dir, name))
+      copied.append(name)
+  return tuple(copied)
 
 
 def _old_config_files(export_dir: str):

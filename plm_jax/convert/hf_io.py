@@ -68,3 +68,6 @@ def write_checkpoint(hf_dir: str, config: Mapping, tensors: Mapping[str, np.ndar
     json.dump(dict(config), f, indent=2, sort_keys=True)
   arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}
   save_file(arrays, os.path.join(hf_dir, SAFETENSORS), metadata={"format": "pt"})
+  # safetensors creates its file private (0600); give it config.json's mode (the umask's).
+  os.chmod(os.path.join(hf_dir, SAFETENSORS),
+           os.stat(os.path.join(hf_dir, "config.json")).st_mode & 0o777)

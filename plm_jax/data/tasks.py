@@ -9,12 +9,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from typing import Any, Callable, Dict
 
 import seqio
 
 _LOCK = threading.Lock()
+
+
+class _NoUncachedSourceWarning(logging.Filter):
+  """Drops seqio's warning, logged on every shuffled read of a FunctionDataSource, that an
+  uncached source may shuffle differently after a restart. It does not apply here: the
+  builtin and text sources (plm_jax.data.sources) hold every document in memory, their
+  order is a function of the seed, and the trainer resumes by skipping the batches it
+  consumed, so a restart sees the same stream. Only that record, from that module, goes."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.pathname.endswith("dataset_providers.py")
+                and str(record.msg).startswith("Using an uncached FunctionDataset"))
+
+
+_FILTER = _NoUncachedSourceWarning()
+logging.getLogger("absl").addFilter(_FILTER)   # seqio logs through absl.logging
 
 
 def task_name(prefix: str, settings: Dict[str, Any]) -> str:

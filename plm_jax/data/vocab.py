@@ -249,20 +249,22 @@ def replacement_ids(vocab) -> np.ndarray:
 
 
 def get_vocabulary(vocab_config) -> seqio.Vocabulary:
-  """A vocabulary from a `data.vocab` section (type builtin | wordpiece | sentencepiece).
+  """A vocabulary from a `data.vocab` section (type builtin | wordpiece | sentencepiece, or
+  auto: from the path's file, see plm_jax.data.config.VocabConfig.resolved_type).
 
   Build it once per run and pass it around (an objective caches its own):
   a WordPiece vocabulary reads its file and builds its tokenizer tables.
   """
   v = vocab_config
-  if v.type == "builtin":
+  kind = v.resolved_type() if hasattr(v, "resolved_type") else v.type
+  if kind == "builtin":
     from plm_jax.data import builtin  # pylint: disable=import-outside-toplevel
     return WordPieceVocabulary(builtin.write_vocab(builtin.default_vocab_dir()), lowercase=True)
-  if v.type == "wordpiece":
+  if kind == "wordpiece":
     return WordPieceVocabulary(v.path, lowercase=v.lowercase)
-  if v.type == "sentencepiece":
+  if kind == "sentencepiece":
     if not v.path or not tf.io.gfile.exists(v.path):
       raise ValueError(f"{VOCAB_PATH_KEY}: SentencePiece model {v.path!r} does not exist")
     return SentencePieceVocabulary(v.path)
-  raise ValueError(f"config.data.vocab.type: unknown type {v.type!r}; "
+  raise ValueError(f"config.data.vocab.type: unknown type {kind!r}; "
                    "choose builtin, wordpiece or sentencepiece")

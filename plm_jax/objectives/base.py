@@ -141,6 +141,11 @@ class Objective(abc.ABC):
       return {}
     return {"": (model_config(), params)}
 
+  def vocabulary(self):
+    """The run's vocabulary (a seqio.Vocabulary), whose files are exported with the model
+    (plm_jax.convert.export.save_tokenizer); None: no tokenizer to export."""
+    return None
+
   # ---- data -----------------------------------------------------------------------------
   @abc.abstractmethod
   def get_dataset(self, split: str, batch_size: int, seed: int, shard_index: int = 0,

@@ -51,19 +51,26 @@ class Reporter:
   def start(self, step: int) -> None:
     self._last_time, self._last_step = time.perf_counter(), step
 
-  def train(self, step: int, metrics: Dict[str, float], learning_rate: float) -> None:
+  def train(self, step: int, metrics: Dict[str, float], learning_rate: float,
+            compile_seconds: Optional[float] = None) -> None:
+    """A progress line and scalars. `compile_seconds`: this is the run's first step, whose
+    time went to compiling: the line shows that time, and rates (steps/s, tokens/s, ETA)
+    are measured from the end of this step on."""
     now = time.perf_counter()
     steps = step - (self._last_step or 0)
     elapsed = max(now - (self._last_time or now), 1e-9)
-    rate = steps / elapsed if steps > 0 else 0.0
+    rate = steps / elapsed if steps > 0 and compile_seconds is None else 0.0
     self._last_time, self._last_step = now, step
     eta = datetime.timedelta(seconds=int((self.num_steps - step) / rate)) if rate else "?"
-    scalars = dict(metrics, learning_rate=learning_rate, steps_per_sec=rate,
-                   tokens_per_sec=rate * self.tokens_per_step)
+    scalars = dict(metrics, learning_rate=learning_rate)
+    if compile_seconds is None:
+      scalars.update(steps_per_sec=rate, tokens_per_sec=rate * self.tokens_per_step)
+      speed = f"{rate:.2f} steps/s | {rate * self.tokens_per_step:,.0f} tok/s | ETA {eta}"
+    else:
+      speed = f"train step compiled in {compile_seconds:.1f} s"
     if self.is_chief:
       print(f"step {step}/{self.num_steps} | {format_metrics(metrics)} | lr {learning_rate:.3g} | "
-            f"{rate:.2f} steps/s | {rate * self.tokens_per_step:,.0f} tok/s | ETA {eta}",
-            flush=True)
+            f"{speed}", flush=True)
     self._scalars("train", step, scalars)
 
   def eval(self, step: int, metrics: Dict[str, float]) -> None:

@@ -1,10 +1,12 @@
 """The training loop: one function, `train_and_evaluate(config, workdir)`.
 
-config -> (trainer sections, objective) -> mesh + sharded state -> restore the
-latest checkpoint, or init (fresh, or from the objective's initial params) ->
-train iterator (skipping the batches already consumed) -> jitted steps ->
+config -> (trainer sections, objective) -> mesh + sharded state -> (a new workdir:
+the data read and checked before anything is created) -> restore the latest
+checkpoint, or init (fresh, or from the objective's initial params); a checkpoint
+at num_steps: "nothing to do" -> train iterator (skipping the batches already
+consumed) -> jitted steps (a line after the first, with its compile time) ->
 progress / TensorBoard every log_every, eval every eval_every, checkpoint every
-checkpoint_every and at the end -> params-only export(s).
+checkpoint_every and at the end -> params-only export(s) with the tokenizer files.
 
 Everything objective-specific goes through plm_jax.objectives.base.Objective;
 this module reads only config.train / optimizer / mesh / seed.
@@ -15,6 +17,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import time
 from typing import Any, Dict, Optional, Sequence
 
 import flax.linen as nn
@@ -164,6 +167,8 @@ def export_models(workdir: str, params: Any, objective: Objective) -> Dict[str, 
   for name, (model_config, model_params) in objective.export_models(params).items():
     directory = os.path.abspath(os.path.join(workdir, "export", name))
     out[name] = export.save_export(directory, model_params, model_config, objective.family)
+    export.save_tokenizer(directory, objective.vocabulary(),
+                          getattr(model_config, "max_position_embeddings", None))
   return out
 
 
@@ -198,7 +203,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        devices: Optional[Sequence[jax.Device]] = None) -> Dict[str, float]:
   """Trains config.train.num_steps steps in workdir (resuming); returns final metrics."""
   setup = build_setup(config, devices)
-  os.makedirs(workdir, exist_ok=True)
   with mesh_context(setup.run, setup.mesh):
     return _run(setup, workdir)
 
@@ -209,6 +213,18 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   per_host = t.batch_size // jax.process_count()
   spec = objective.batch_spec(t.batch_size)
   batch_sh = sharding_lib.batch_sharding(mesh)
+
+  def datasets():
+    train = objective.get_dataset("train", per_host, seed, jax.process_index(),
+                                  jax.process_count())
+    return train, (evaluation.Evaluator(setup, per_host, spec) if t.eval_every >= 0 else None)
+
+  # A new workdir: the data is read and checked before any file or directory is created.
+  # An existing one: its checkpoint first (a finished run has nothing to read).
+  data_sets = None
+  if not os.path.isdir(os.path.join(workdir, checkpointing.CHECKPOINT_DIR)):
+    data_sets = datasets()
+  os.makedirs(workdir, exist_ok=True)
   ckpt = checkpointing.Checkpointer(workdir, t.keep_checkpoints)
   try:
     restored = ckpt.restore_latest(setup.abstract_state)
@@ -222,19 +238,23 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
         raise ValueError(f"config.seed={seed}: the checkpoint in {ckpt.directory} was "
                          f"written with seed {data['seed']}; use the same seed or a new --workdir")
       batches_consumed = int(data["batches_consumed"])
-      print(f"resumed from step {ckpt_step} in {ckpt.directory} "
-            f"(skipping {batches_consumed} consumed batches)", flush=True)
+      if ckpt_step < t.num_steps:
+        print(f"resumed from step {ckpt_step} in {ckpt.directory} "
+              f"(skipping {batches_consumed} consumed batches)", flush=True)
+    start = int(jax.device_get(state.step))
+    if start < t.num_steps and data_sets is None:
+      data_sets = datasets()
   except Exception:
     ckpt.close()
     raise
-  start = int(jax.device_get(state.step))
+  if start >= t.num_steps:
+    ckpt.close()
+    return _finished(workdir, start, t, state, objective)
 
-  train_ds = objective.get_dataset("train", per_host, seed, jax.process_index(),
-                                   jax.process_count())
+  train_ds, evaluator = data_sets
   if batches_consumed:
     train_ds = train_ds.skip(batches_consumed)
   train_it = evaluation.host_iterator(train_ds, "train")
-  evaluator = evaluation.Evaluator(setup, per_host, spec) if t.eval_every >= 0 else None
   best = best_lib.BestTracker(workdir, t.best_metric, t.best_mode)
 
   train_fn = step_lib.jit_train_step(objective, setup.tx, mesh, setup.state_shardings,
@@ -246,6 +266,9 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   lr_schedule = optimizers.learning_rate_schedule(run.optimizer, t.num_steps)
 
   def run_eval(step: int) -> Dict[str, float]:
+    if not evaluated:
+      print("compiling the eval step ...", flush=True)
+      evaluated.append(step)
     metrics = evaluator.evaluate(state.params, t.eval_steps)
     reporter.eval(step, metrics)
     if best.update(step, metrics, state.params, objective):
@@ -259,20 +282,23 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
                                f"checkpoint in {ckpt.directory} is kept)")
     ckpt.save(step, state, {"batches_consumed": batches_consumed, "seed": seed})
 
-  window, train_metrics, eval_metrics = None, {}, {}
+  window, train_metrics, eval_metrics, evaluated = None, {}, {}, []
   last_saved = start if restored is not None else None
-  reporter.start(start)
+  print("compiling the train step ...", flush=True)
   try:
     for step in range(start, t.num_steps):
       local = next(train_it)
       if step == start:
         evaluation.check_batch(local, spec, per_host, "train",
                                variable_length=objective.variable_length_features)
+        compile_start = time.perf_counter()
       state, metrics = train_fn(state, evaluation.global_batch(local, spec, batch_sh), base_rng)
       batches_consumed += 1
       window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
       done = step + 1
-      is_log = done % t.log_every == 0 or done == t.num_steps
+      # The first step's line reports the compile time; rates and ETA start after it.
+      first = (time.perf_counter() - compile_start) if step == start else None
+      is_log = done % t.log_every == 0 or done == t.num_steps or step == start
       is_ckpt = (t.checkpoint_every > 0 and done % t.checkpoint_every == 0) or done == t.num_steps
       if is_log or is_ckpt:
         train_metrics = step_lib.metrics_to_host(window)
@@ -281,10 +307,11 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
               f"step {done}: loss is NaN/Inf ({reporting.format_metrics(train_metrics)}); "
               f"stopping without saving (the last good checkpoint in {ckpt.directory} is kept)")
       if is_log:
-        reporter.train(done, train_metrics, float(lr_schedule(done - 1)))
+        reporter.train(done, train_metrics, float(lr_schedule(done - 1)), compile_seconds=first)
         window = None
       if t.eval_every > 0 and done % t.eval_every == 0:
         eval_metrics = run_eval(done)
+        reporter.start(done)  # the evaluation's time is not the train steps' rate
       if is_ckpt:
         save(done)
         last_saved = done
@@ -311,3 +338,22 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   print("final metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(final.items())),
         flush=True)
   return final
+
+
+def _finished(workdir: str, step: int, t, state: TrainState, objective: Objective
+              ) -> Dict[str, float]:
+  """A workdir whose checkpoint is at (or past) config.train.num_steps: nothing is trained,
+  evaluated or logged again; the export is written only if it is missing."""
+  if step > t.num_steps:
+    raise ValueError(f"config.train.num_steps={t.num_steps}: the checkpoint in {workdir} is "
+                     f"already at step {step}; set num_steps >= {step} to continue it, or use a "
+                     f"new --workdir")
+  print(f"nothing to do: {workdir} has finished all {t.num_steps} steps (its metrics and "
+        f"export are from that run); raise config.train.num_steps to train further, or use a "
+        f"new --workdir", flush=True)
+  if t.params_export and not os.path.isdir(os.path.join(workdir, "export")):
+    for directory in export_models(workdir, state.params, objective).values():
+      print(f"exported params to {directory} (missing after the finished run)", flush=True)
+  out = {"step": float(step)}
+  out.update(best_lib.BestTracker(workdir, t.best_metric, t.best_mode).summary())
+  return out
