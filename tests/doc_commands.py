@@ -101,6 +101,10 @@ def kind(command: str) -> str:
     return "spm_train"
   if argv[:3] == ["python", "-m", "plm_jax.convert.cli"] or argv[0] == "plm-convert":
     return "convert"
+  if argv[:3] == ["python", "-m", "plm_jax.finetune.matrix"]:
+    return "matrix"
+  if argv[:3] == ["python", "-m", "plm_jax.finetune.squad_eval"]:
+    return "squad_eval"
   if argv[0].startswith("launch/") and argv[0].endswith(".sh"):
     return "launch"
   if argv[0] == "python" and len(argv) > 1 and argv[1].startswith("bench/"):

@@ -204,12 +204,18 @@ def test_training_commands_build_valid_configs():
   for command in of_kind("main"):
     if "/tmp/spm.model" in command:
       continue   # needs the README's SentencePiece model: test_sentencepiece_commands
+    if "path/to/hf_bert_dir" in command:
+      if not paths.minilm_model_dir():
+        continue   # a fine-tuning command: needs a Hugging Face BERT directory
+      command = command.replace("path/to/hf_bert_dir", paths.minilm_model_dir())
     config, _ = docs.config_of(main_argv(command))
-    if config.data.corpus.type == "text" and not (os.path.isdir(paths.data_dir())
-                                                  and paths.minilm_model_dir()):
-      continue   # the books + Wikipedia config needs the data bundle and the MiniLM vocab
+    if not os.path.isdir(paths.data_dir()) and (
+        "data" not in config or config.data.corpus.type == "text"):
+      continue   # books + Wikipedia, GLUE and SQuAD configs read the data bundle
+    if "data" in config and config.data.corpus.type == "text" and not paths.minilm_model_dir():
+      continue   # the books + Wikipedia config needs the MiniLM vocab
     _, objective = validate_config(config)
-    assert objective.vocab_size() > 100, command
+    assert objective.vocabulary().vocab_size > 100, command
     checked += 1
   assert checked >= 3
 
@@ -340,8 +346,13 @@ def test_long_training_commands_run(tmp_path, monkeypatch):
     if ("--config_help" in command or "--distributed" in command
         or docs.config_of(main_argv(command))[0] == default_config):
       continue
+    extra = list(TWO_STEPS)
+    if "path/to/hf_bert_dir" in command:
+      command = command.replace("path/to/hf_bert_dir", paths.minilm_model_dir())
     config, _ = docs.config_of(main_argv(command))
-    if config.data.corpus.type == "text":
+    if config.train.get("num_epochs"):   # fine-tuning configs count epochs: steps instead
+      extra.append("--config.train.num_epochs=0")
+    if "data" in config and config.data.corpus.type == "text":
       counts = {}
       for reader, pattern in corpora.reader_globs(config.data.corpus.paths,
                                                   config.data.corpus.reader):
@@ -349,7 +360,7 @@ def test_long_training_commands_run(tmp_path, monkeypatch):
             1 for _ in corpora.iter_documents(pattern, reader))
       assert set(counts) == {"gutenberg", "wikiextractor"}, counts
       assert counts["gutenberg"] > 1000 and counts["wikiextractor"] > 1000, counts
-    result = run(as_run(command, tmp_path, TWO_STEPS), REPO, timeout=1800)
+    result = run(as_run(command, tmp_path, extra), REPO, timeout=1800)
     assert result.returncode == 0, command + "\n" + result.stderr[-3000:]
     assert result.stdout.splitlines()[-1].startswith("final metrics: "), result.stdout[-2000:]
 
@@ -380,3 +391,61 @@ def test_bench_commands_run(tmp_path):
       continue
     result = run(as_run(command, tmp_path, shorter[script]), REPO, timeout=1800)
     assert result.returncode == 0, command + "\n" + result.stderr[-3000:]
+
+
+# ---- fine-tuning: the matrix runner and the SQuAD evaluation script --------------------------
+
+def _matrix_config(command):
+  spec = docs.flag_value(shlex.split(command), "config")
+  path, size = spec.split(":")
+  assert path == "configs/matrix.py", command
+  from configs import matrix as matrix_config
+  return matrix_config.get_config(size)
+
+
+def test_matrix_commands_build_valid_cells():
+  """Every documented matrix command: each cell's config (configs/glue.py plus the matrix's
+  overrides) passes the run's checks, for the models present on this machine."""
+  from plm_jax.data import paths
+  from plm_jax.finetune import matrix
+  from plm_jax.train.config import validate_config
+  if not os.path.isdir(paths.data_dir()):
+    pytest.skip("the GLUE files of the data bundle are absent")
+  checked = 0
+  for command in of_kind("matrix"):
+    m = _matrix_config(command)
+    for model, spec in m.models.items():
+      if spec["hf_dir"] and not os.path.isdir(spec["hf_dir"]):
+        continue   # e.g. the tiny BERT that `python main.py` pretrains
+      for task in m.tasks:
+        validate_config(matrix.cell_config(m, model, task, m.seeds[0]))
+        checked += 1
+  assert checked >= 4
+
+
+@pytest.mark.slow
+def test_matrix_smoke_command_runs_and_rerun_skips(tmp_path):
+  [command] = [c for c in of_kind("matrix") if "matrix.py:smoke" in c]
+  first = run(as_run(command, tmp_path), REPO, timeout=1800)
+  assert first.returncode == 0, first.stderr[-3000:]
+  workdir = docs.flag_value(as_run(command, tmp_path), "workdir")
+  for name in ("report.md", "results.json", "scores.png", "curves.png"):
+    assert os.path.isfile(os.path.join(workdir, name)), name
+  again = run(as_run(command, tmp_path), REPO, timeout=600)
+  assert again.returncode == 0 and "running" not in again.stdout
+  assert again.stdout.count("finished, skipped") == 8
+
+
+def test_squad_eval_command(tmp_path):
+  """The official-evaluation command as written, on predictions that are the dev set's first
+  gold answers (EM 100), written where the command reads them."""
+  from plm_jax.finetune import squad
+  [command] = of_kind("squad_eval")
+  argv = as_run(command, tmp_path)
+  if not os.path.isfile(os.path.join(REPO, argv[3])):
+    pytest.skip(f"{argv[3]} is absent (data bundle not mounted)")
+  gold = squad.read_squad(os.path.join(REPO, argv[3]))
+  squad.write_predictions(argv[4], {ex["id"]: ex["answers"][0]["text"] for ex in gold})
+  result = run(argv, REPO, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert json.loads(result.stdout.splitlines()[-1]) == {"exact_match": 100.0, "f1": 100.0}
