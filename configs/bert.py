@@ -95,11 +95,15 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   t.checkpoint_every = 10_000            # steps between checkpoints (and one at the end)
   t.keep_checkpoints = 3                 # last N checkpoints kept
   t.params_export = True                 # also write params-only export at the end (workdir/export)
+  t.num_epochs = 0.0                     # > 0: num_steps from epochs (fine-tuning; not a corpus)
+  t.best_metric = ""                     # eval metric whose best params go to workdir/best
+  t.best_mode = "max"                    # max | min: which direction of best_metric is better
 
   opt = c.optimizer = ml_collections.ConfigDict()
   opt.name = "adamw"                     # adamw | lamb
   opt.learning_rate = 1e-4               # peak learning rate, reached after warmup
   opt.warmup_steps = 10_000              # linear warmup from 0
+  opt.warmup_ratio = 0.0                 # > 0 (instead of warmup_steps): share of num_steps
   opt.decay = "linear"                   # linear | cosine | constant (after warmup)
   opt.end_learning_rate = 0.0            # learning rate at the last step
   opt.weight_decay = 0.01                # not applied to biases and LayerNorm parameters
@@ -107,6 +111,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   opt.b2 = 0.999                         # Adam beta2
   opt.eps = 1e-6                         # Adam epsilon
   opt.grad_clip_norm = 1.0               # global-norm clipping; 0 disables
+  opt.layer_decay = 1.0                  # layer-wise lr decay (fine-tuning objectives); 1: off
 
   mesh = c.mesh = ml_collections.ConfigDict()
   mesh.shape = (-1, 1, 1)                # (data, fsdp, tensor); -1 takes the remaining devices
