@@ -90,6 +90,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   t.checkpoint_every = 10_000
   t.keep_checkpoints = 3                 # last N checkpoints kept
   t.params_export = True                 # also write params-only export at the end (workdir/export)
+  t.allow_fresh_start = False            # True: start over in a workdir whose checkpoints are all unreadable
 
   opt = c.optimizer = ml_collections.ConfigDict()
   opt.name = "adamw"                     # adamw | lamb

@@ -33,6 +33,9 @@ class TrainConfig:
   checkpoint_every: int = param(1000, ge=0)
   keep_checkpoints: int = param(3, gt=0)
   params_export: bool = True                  # params-only export at the end (workdir/export)
+  # Start from scratch in a workdir that held checkpoints none of which can be restored
+  # (they stay in workdir/checkpoints_unreadable); without it such a run stops.
+  allow_fresh_start: bool = False
 
   def check(self, prefix: str) -> None:
     if self.batch_size % self.grad_accum_steps:

@@ -173,7 +173,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        devices: Optional[Sequence[jax.Device]] = None) -> Dict[str, float]:
   """Trains config.train.num_steps steps in workdir (resuming); returns final metrics."""
   setup = build_setup(config, devices)
-  os.makedirs(workdir, exist_ok=True)
+  checkpointing.prepare_workdir(workdir)
   with mesh_context(setup.run, setup.mesh):
     return _run(setup, workdir)
 
@@ -184,7 +184,7 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   per_host = t.batch_size // jax.process_count()
   spec = objective.batch_spec(t.batch_size)
   batch_sh = sharding_lib.batch_sharding(mesh)
-  ckpt = checkpointing.Checkpointer(workdir, t.keep_checkpoints)
+  ckpt = checkpointing.Checkpointer(workdir, t.keep_checkpoints, t.allow_fresh_start)
   try:
     restored = ckpt.restore_latest(setup.abstract_state)
     if restored is None:
