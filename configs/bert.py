@@ -69,6 +69,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   d.corpus.eval_paths = ""               # text: held-out globs; empty -> every eval_every_nth doc held out
   d.corpus.eval_every_nth = 100          # hold out 1 of every N documents when eval_paths is empty
   d.corpus.max_sentences_per_doc = 256   # long documents (books) are cut into pieces of this many sentences
+  d.corpus.on_bad_file = "error"         # text: a binary/undecodable file stops the run; "skip": skip it, counted
   d.corpus.tfds_name = ""                # tfds: e.g. wikipedia/20230601.en
   d.corpus.tfds_text_key = "text"
   d.corpus.tfds_train_split = "train[:99%]"
