@@ -183,6 +183,7 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   t, seed = run.train, run.seed
   per_host = t.batch_size // jax.process_count()
   spec = objective.batch_spec(t.batch_size)
+  ranges = objective.input_ranges()
   batch_sh = sharding_lib.batch_sharding(mesh)
   ckpt = checkpointing.Checkpointer(workdir, t.keep_checkpoints, t.allow_fresh_start)
   try:
@@ -238,6 +239,7 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
       local = next(train_it)
       if step == start:
         evaluation.check_batch(local, spec, per_host, "train")
+      evaluation.check_ranges(local, ranges, "train", step + 1)
       state, metrics = train_fn(state, evaluation.global_batch(local, spec, batch_sh), base_rng)
       batches_consumed += 1
       window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
