@@ -29,8 +29,9 @@ def read_config(hf_dir: str) -> Dict:
 
 
 def _first_line(e: BaseException) -> str:
+  """The first sentence of an error's first line (torch's run on for paragraphs)."""
   text = str(e).strip()
-  return text.splitlines()[0] if text else type(e).__name__
+  return text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(e).__name__
 
 
 def _read_safetensors(path: str) -> Dict[str, np.ndarray]:
