@@ -45,6 +45,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   m.scan_layers = False                  # nn.scan over the layer stack (flat compile time in depth)
   m.remat_policy = "none"                # none | full | dots_saveable | dots_with_no_batch_dims_saveable
   m.fused_ops = True                     # CPU custom VJPs + gradient barriers (plm_jax/layers/fused.py)
+  m.check_inputs = False                 # True: out-of-range ids / token types raise (id and position)
 
   # ---- objective: MLM + NSP -----------------------------------------------------------
   o = c.mlm = ml_collections.ConfigDict()
