@@ -100,9 +100,20 @@ def main(argv):
     jax.distributed.initialize()
   from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
   try:
-    trainer.train_and_evaluate(_CONFIG.value, workdir)
+    config = _CONFIG.value
+    _ = "train" in config  # a file that failed to load raises on first use
+  except Exception as e:  # pylint: disable=broad-except  (missing file, or the file raised)
+    _fail(_config_load_error(e))
+  try:
+    trainer.train_and_evaluate(config, workdir)
   except (ValueError, FileNotFoundError, trainer.NonFiniteLossError) as e:
     _fail(str(e))
+
+
+def _config_load_error(error: Exception) -> str:
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  arg = next((a for a in sys.argv[1:] if a.startswith("--config=")), "--config")
+  return f"{arg}: cannot load the config file ({lines[-1] if lines else type(error).__name__})"
 
 
 def _parse_flags(argv):

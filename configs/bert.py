@@ -49,6 +49,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   m.scan_layers = False                  # nn.scan over the layer stack (flat compile time in depth)
   m.remat_policy = "none"                # none | full | dots_saveable | dots_with_no_batch_dims_saveable
   m.fused_ops = True                     # CPU custom VJPs + gradient barriers (plm_jax/layers/fused.py)
+  m.check_inputs = False                 # True: out-of-range ids / token types raise (id and position)
 
   # ---- objective: MLM + NSP -----------------------------------------------------------
   o = c.mlm = ml_collections.ConfigDict()
@@ -73,6 +74,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   d.corpus.eval_paths = ""               # text: held-out globs; empty -> every eval_every_nth doc held out
   d.corpus.eval_every_nth = 100          # hold out 1 of every N documents when eval_paths is empty
   d.corpus.max_sentences_per_doc = 256   # long documents (books) are cut into pieces of this many sentences
+  d.corpus.on_bad_file = "error"         # text: a binary/undecodable file stops the run; "skip": skip it, counted
   d.corpus.tfds_name = ""                # tfds: e.g. wikipedia/20230601.en
   d.corpus.tfds_text_key = "text"       # tfds: the feature holding the text
   d.corpus.tfds_train_split = "train[:99%]"   # tfds: training split (TFDS slicing syntax)
@@ -98,6 +100,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   t.num_epochs = 0.0                     # > 0: num_steps from epochs (fine-tuning; not a corpus)
   t.best_metric = ""                     # eval metric whose best params go to workdir/best
   t.best_mode = "max"                    # max | min: which direction of best_metric is better
+  t.allow_fresh_start = False            # True: start over in a workdir whose checkpoints are all unreadable
 
   opt = c.optimizer = ml_collections.ConfigDict()
   opt.name = "adamw"                     # adamw | lamb

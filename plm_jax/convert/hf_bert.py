@@ -75,6 +75,12 @@ _ACT_TO_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
 def config_from_hf(hf: Mapping[str, Any], source: str = "config.json") -> BertConfig:
   """HF BertConfig dict -> BertConfig; ValueError (one line) for anything BERT-incompatible."""
   act = hf.get("hidden_act", "gelu")
+  for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+              "intermediate_size", "max_position_embeddings"):
+    if key not in hf:
+      raise ValueError(f"{source}: required key {key!r} is missing")
+    if not isinstance(hf[key], int) or isinstance(hf[key], bool) or hf[key] <= 0:
+      raise ValueError(f"{source}: {key} must be a positive integer, got {hf[key]!r}")
   if act not in _ACT_FROM_HF:
     raise ValueError(f"{source}: unsupported hidden_act {act!r}; supported: {sorted(_ACT_FROM_HF)}")
   if hf.get("position_embedding_type", "absolute") != "absolute":
@@ -124,6 +130,7 @@ class BertConverter(registry.Converter):
   head_prefixes = HEAD_PREFIXES
   hf_backbone_prefix = "bert."
   flax_backbone_prefix = "bert/"
+  optional_prefixes = ("bert/pooler/",)   # BertForMaskedLM, BertModel(add_pooling_layer=False)
 
   def config_from_hf(self, hf_config, source="config.json"):
     return config_from_hf(hf_config, source)

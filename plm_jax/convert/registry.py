@@ -17,10 +17,12 @@ one never edits this file; code outside the package calls `register()` itself.
   save_pretrained(params, model_config, hf_dir, family=None)   params -> HF directory
   get_converter(model_type) / converter_for_hf_config(hf_config, source) / registered_types()
 
-Heads (`with_heads`): None = whatever the checkpoint holds; False = the backbone
-model, head tensors dropped on purpose; True = the model with heads, every head
-tensor required; "init" = the model with heads, head params missing from the
-checkpoint freshly initialised (seed `seed`).
+Heads (`with_heads`): None = whatever the checkpoint holds (with only some heads,
+e.g. BertForMaskedLM, as "init"); False = the backbone model, head tensors
+dropped on purpose; True = the model with heads, every head tensor required;
+"init" = the model with heads, head params missing from the checkpoint freshly
+initialised (seed `seed`). Params under a converter's `optional_prefixes` (BERT's
+pooler) are initialised fresh when absent. Fresh params are named in a warning.
 """
 import dataclasses
 import importlib
@@ -28,6 +30,7 @@ import os
 import pkgutil
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
+from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -59,6 +62,9 @@ class Converter:
   hf_backbone_prefix: str = ""
   flax_backbone_prefix: str = ""
   flax_head_prefixes: Tuple[str, ...] = ()  # head param paths; needed when no backbone prefix
+  # Full-layout param path prefixes a checkpoint may lack (e.g. BERT's pooler, absent from
+  # BertForMaskedLM and BertModel(add_pooling_layer=False)): initialised fresh, with a warning.
+  optional_prefixes: Tuple[str, ...] = ()
 
   # ---- what a family provides ---------------------------------------------------------
 
@@ -149,23 +155,27 @@ class Converter:
     if with_heads not in (None, True, False, "init"):
       raise ValueError(f"with_heads must be None, True, False or 'init', got {with_heads!r}")
     hf_config = hf_io.read_config(hf_dir)
-    self.check_hf_config(hf_config, os.path.join(hf_dir, "config.json"))
-    cfg = self.config_from_hf(hf_config, source=hf_dir)
+    config_path = os.path.join(hf_dir, "config.json")
+    self.check_hf_config(hf_config, config_path)
+    try:
+      cfg = self.config_from_hf(hf_config, source=config_path)
+    except KeyError as e:
+      raise ValueError(f"{config_path}: required key {e.args[0]!r} is missing") from None
+    except TypeError as e:   # a value of the wrong type (e.g. a string size)
+      raise ValueError(f"{config_path}: a value has the wrong type ({e})") from None
     tensors = self._canonical_names(hf_io.read_weights(hf_dir))
     present = {pre for pre in self.head_prefixes if any(n.startswith(pre) for n in tensors)}
     if with_heads is None:
-      if present and len(present) < len(self.head_prefixes):
-        raise ConversionError(
-            f"{hf_dir}: checkpoint has only some heads ({sorted(present)}); pass with_heads=False "
-            "(backbone only) or with_heads='init' (fresh missing heads)")
-      with_heads = bool(present) and self.head_model_class is not None
+      # Some heads (e.g. BertForMaskedLM: MLM, no NSP): the head model, the rest fresh.
+      partial = bool(present) and len(present) < len(self.head_prefixes)
+      with_heads = "init" if partial else bool(present) and self.head_model_class is not None
     heads = with_heads is not False
     if not heads:
       tensors = {n: v for n, v in tensors.items() if not n.startswith(self.head_prefixes)}
     expected = self._shapes(cfg, heads)
-    optional = []
+    optional = [p for p in expected if self.optional_prefixes and p.startswith(self.optional_prefixes)]
     if with_heads == "init":
-      optional = sorted(set(expected) - set(self._shapes(cfg, False)))
+      optional += sorted(set(expected) - set(self._shapes(cfg, False)))
     flat = hf_to_flax(tensors, self.rules, expected, self.rule_context(cfg), source=hf_dir,
                       optional=optional)
     missing = [p for p in optional if p not in flat]
@@ -173,6 +183,9 @@ class Converter:
       fresh = flatten(self.init_params(replace_config(cfg, scan_layers=False), True,
                                        jax.random.key(seed)))
       flat.update({p: np.asarray(fresh[p]) for p in missing})
+      logging.warning("%s: %d parameter(s) not in the checkpoint were initialised fresh: %s%s",
+                      hf_dir, len(missing), ", ".join(missing[:6]),
+                      " ..." if len(missing) > 6 else "")
     return cfg, unflatten(self._from_full(flat, heads)), heads
 
   def load_pretrained(self, path: str, with_heads: WithHeads = None, dtype: str = "float32",

@@ -155,7 +155,11 @@ def hf_to_flax(tensors: Mapping[str, np.ndarray], rules: Sequence[Rule],
     if rule.kind == "ignore":
       continue
     path = _fill(rule.flax, groups)
-    value = np.asarray(rule.transform.to_flax(np.asarray(tensors[name]), ctx))
+    raw = np.asarray(tensors[name])
+    if not np.issubdtype(raw.dtype, np.floating):
+      raise ConversionError(f"{source}: tensor {name} has dtype {raw.dtype}; parameters must be "
+                            f"floating point (quantized checkpoints are not supported)")
+    value = np.asarray(rule.transform.to_flax(raw, ctx))
     if rule.kind == "tied":
       tied.append((name, path, value))
       continue

@@ -28,6 +28,7 @@ class CorpusConfig:
   eval_paths: str = ""                    # text: held-out globs; empty: every eval_every_nth doc
   eval_every_nth: int = param(100, ge=2)  # hold out 1 of every N documents
   max_sentences_per_doc: int = param(256, gt=0)
+  on_bad_file: str = param("error", choices=("error", "skip"))  # text: a binary/undecodable file
   tfds_name: str = ""                     # tfds: e.g. wikipedia/20230601.en
   tfds_text_key: str = "text"
   tfds_train_split: str = "train[:99%]"

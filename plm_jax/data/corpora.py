@@ -15,13 +15,21 @@ Readers are looked up by name (config.data.corpus.reader):
 
 All readers accept CRLF line endings and a UTF-8 byte-order mark, and read
 files in sorted path order, so the document stream is deterministic.
+
+A file that is not text (NUL bytes, or more than MAX_BAD_SHARE of its bytes
+undecodable as UTF-8 or control characters) is an error naming it, or with
+on_bad_file='skip' is skipped and counted in a warning. A CorpusReport passed
+to iter_documents records the documents and bytes each file gave.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import re
-from typing import Callable, Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+from absl import logging
 
 from plm_jax.data import sentences as sentences_lib
 
@@ -42,17 +50,74 @@ def expand_globs(paths: str, config_key: str = PATHS_KEY) -> List[str]:
   return files
 
 
-def read_text(path: str) -> str:
-  """File -> str with LF line endings and no byte-order mark.
+BAD_FILE_CHOICES = ("error", "skip")
+MAX_BAD_SHARE = 0.02      # undecodable bytes + control characters, as a share of the bytes
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
 
-  Undecodable bytes (a few Gutenberg files are Latin-1) are replaced instead
-  of failing the whole run.
+
+class BadFileError(ValueError):
+  """A corpus file that is binary or not decodable as text."""
+
+
+@dataclasses.dataclass
+class FileReport:
+  path: str
+  bytes: int = 0
+  documents: int = 0
+  replaced: int = 0          # undecodable sequences replaced by U+FFFD
+  skipped: str = ""          # why the file was skipped ('' = read)
+
+
+@dataclasses.dataclass
+class CorpusReport:
+  """What each file of a corpus gave (filled by iter_documents)."""
+  files: List[FileReport] = dataclasses.field(default_factory=list)
+
+  @property
+  def documents(self) -> int:
+    return sum(f.documents for f in self.files)
+
+  @property
+  def bytes(self) -> int:
+    return sum(f.bytes for f in self.files if not f.skipped)
+
+  @property
+  def skipped(self) -> List[FileReport]:
+    return [f for f in self.files if f.skipped]
+
+  def summary(self) -> str:
+    read = [f for f in self.files if not f.skipped]
+    line = (f"{len(read)} file(s), {self.documents:,} documents, "
+            f"{self.bytes / 1e6:,.1f} MB")
+    if self.skipped:
+      line += f"; skipped {len(self.skipped)} binary/undecodable file(s)"
+    return line
+
+
+def decode_text(data: bytes, path: str) -> Tuple[str, int]:
+  """bytes -> (str with LF line endings and no byte-order mark, bytes replaced).
+
+  A few undecodable bytes (a Latin-1 letter in a UTF-8 book) are replaced by
+  U+FFFD; a file with NUL bytes, or with more than MAX_BAD_SHARE undecodable
+  bytes and control characters, is not text: BadFileError naming the file.
   """
-  with open(path, "rb") as f:
-    data = f.read()
+  if b"\x00" in data:
+    raise BadFileError(f"{path}: not a text file (it contains NUL bytes)")
   text = data.decode("utf-8", errors="replace")
+  replaced = text.count("\ufffd")       # one per undecodable sequence (or a U+FFFD in the file)
+  controls = len(_CONTROLS.findall(text))
+  share = (replaced + controls) / max(1, len(data))
+  if share > MAX_BAD_SHARE:
+    raise BadFileError(f"{path}: not UTF-8 text ({share:.0%} of its bytes are undecodable or "
+                       f"control characters)")
   text = text.lstrip("\ufeff")
-  return text.replace("\r\n", "\n").replace("\r", "\n")
+  return text.replace("\r\n", "\n").replace("\r", "\n"), replaced
+
+
+def read_text(path: str) -> str:
+  """A corpus file as text (see decode_text); BadFileError when it is not text."""
+  with open(path, "rb") as f:
+    return decode_text(f.read(), path)[0]
 
 
 def _paragraphs(text: str) -> Iterator[List[str]]:
@@ -268,14 +333,22 @@ def reader_globs(paths: str, default_reader: str) -> List[Tuple[str, str]]:
 
 
 def iter_documents(paths: str, reader: str = "plain", *, doc_separator: str = "blank_line",
-                   max_sentences_per_doc: int = 256,
-                   config_key: str = PATHS_KEY) -> Iterator[str]:
+                   max_sentences_per_doc: int = 256, config_key: str = PATHS_KEY,
+                   on_bad_file: str = "error",
+                   report: Optional[CorpusReport] = None) -> Iterator[str]:
   """All documents of the files matched by `paths`, in sorted file order.
 
   `paths` is comma-separated globs, each optionally prefixed `reader=` (see
   reader_globs). Raises ValueError (naming `config_key` and the glob) when a
-  glob matches no file or when the files hold no document at all.
+  glob matches no file or when the files hold no document at all; a binary or
+  undecodable file raises BadFileError (on_bad_file='error') or is skipped
+  with a warning that counts them ('skip'). `report` receives one FileReport
+  per file.
   """
+  if on_bad_file not in BAD_FILE_CHOICES:
+    raise ValueError(f"config.data.corpus.on_bad_file: expected one of {BAD_FILE_CHOICES}, "
+                     f"got {on_bad_file!r}")
+  report = CorpusReport() if report is None else report
   get_reader(reader)
   pairs = reader_globs(paths, reader)
   if not pairs:
@@ -288,9 +361,27 @@ def iter_documents(paths: str, reader: str = "plain", *, doc_separator: str = "b
       if path in seen:
         continue
       seen.add(path)
-      for doc in read(read_text(path), doc_separator=doc_separator,
+      with open(path, "rb") as f:
+        data = f.read()
+      entry = FileReport(path, bytes=len(data))
+      report.files.append(entry)
+      try:
+        text, entry.replaced = decode_text(data, path)
+      except BadFileError as e:
+        if on_bad_file == "error":
+          raise BadFileError(f"{config_key}: {e}; remove it from the globs, convert it to UTF-8, "
+                             f"or set config.data.corpus.on_bad_file=skip") from None
+        entry.skipped = str(e)
+        continue
+      for doc in read(text, doc_separator=doc_separator,
                       max_sentences_per_doc=max_sentences_per_doc):
+        entry.documents += 1
         count += 1
         yield doc
+  if report.skipped:
+    names = ", ".join(f.path for f in report.skipped[:3])
+    logging.warning("%s: skipped %d binary/undecodable file(s) of %d: %s%s", config_key,
+                    len(report.skipped), len(report.files), names,
+                    " ..." if len(report.skipped) > 3 else "")
   if count == 0:
     raise ValueError(f"{config_key}: {paths!r} holds no document (reader {reader!r})")

@@ -6,12 +6,25 @@
 Validation is corpus.eval_paths, or else every eval_every_nth document held out
 of the same stream (builtin and text). Any objective that starts from raw
 documents uses `document_source` + `text_preprocessors`.
+
+Order (builtin and text, whose documents are in memory):
+  train       a seeded permutation of all documents, a new one each epoch
+              (tf.data shuffle with a buffer as large as the corpus), so the
+              whole corpus is mixed from the first step; deterministic given
+              the seed, so resuming by skipping batches replays it exactly.
+  validation  a fixed sample spread across every held-out document: documents
+              in a fixed random order, cut into parts of EVAL_PART_LINES
+              lines, served round-robin (the first part of every document,
+              then the second...), so the first eval batches already cover
+              the whole held-out set.
 """
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
+from absl import logging
+import numpy as np
 import seqio
 import tensorflow as tf
 
@@ -20,8 +33,9 @@ from plm_jax.data import corpora
 from plm_jax.data.config import CorpusConfig
 
 SPLITS = ("train", "validation")
-DOC_SHUFFLE_BUFFER = 1024     # documents; examples are shuffled again by the task
 KEY = "config.data.corpus"
+EVAL_PART_LINES = 8           # validation: documents are cut into parts of this many lines
+EVAL_ORDER_SEED = 20231       # validation: the fixed order of the held-out documents
 
 
 def _held_out(docs: Iterator[str], split: str, every_nth: int) -> Iterator[str]:
@@ -30,7 +44,8 @@ def _held_out(docs: Iterator[str], split: str, every_nth: int) -> Iterator[str]:
       yield doc
 
 
-def _documents_fn(corpus: CorpusConfig, split: str) -> Callable[[], Iterator[str]]:
+def _documents_fn(corpus: CorpusConfig, split: str,
+                  report: Optional[corpora.CorpusReport] = None) -> Callable[[], Iterator[str]]:
   """A re-iterable document stream for one split of a builtin/text corpus."""
   n = corpus.eval_every_nth
   if corpus.type == "builtin":
@@ -39,7 +54,8 @@ def _documents_fn(corpus: CorpusConfig, split: str) -> Callable[[], Iterator[str
   def read(paths, key):
     return corpora.iter_documents(paths, corpus.reader, doc_separator=corpus.doc_separator,
                                   max_sentences_per_doc=corpus.max_sentences_per_doc,
-                                  config_key=key)
+                                  config_key=key, on_bad_file=corpus.on_bad_file,
+                                  report=report)
   if corpus.eval_paths:
     if split == "validation":
       return lambda: read(corpus.eval_paths, f"{KEY}.eval_paths")
@@ -51,7 +67,13 @@ def _documents_fn(corpus: CorpusConfig, split: str) -> Callable[[], Iterator[str
 def load_documents(corpus: CorpusConfig, split: str) -> Tuple[str, ...]:
   """Every document of a builtin/text split, read once per process; an empty split is
   a one-line error naming the config key (not a failure inside tf.data)."""
-  docs = tuple(_documents_fn(corpus, split)())
+  report = corpora.CorpusReport()
+  docs = tuple(_documents_fn(corpus, split, report)())
+  if report.files and docs:
+    print(f"corpus, {split} split: {len(docs):,} documents; read {report.summary()}", flush=True)
+    for f in report.files:
+      logging.info("corpus file %s: %d documents, %d bytes%s", f.path, f.documents, f.bytes,
+                   f" (skipped: {f.skipped})" if f.skipped else "")
   if not docs:
     raise ValueError(
         f"{KEY}.eval_every_nth={corpus.eval_every_nth}: {corpus.paths!r} holds fewer "
@@ -69,10 +91,25 @@ def _local_dataset_fn(split: str, shuffle_files: bool, seed: Optional[int] = Non
   Python generator runs inside tf.data, which keeps the stream deterministic.
   """
   docs = load_documents(corpus, split)
+  if split == "validation":
+    docs = eval_order(docs)
   ds = tf.data.Dataset.from_tensor_slices({"text": tf.constant(docs, tf.string)})
-  if shuffle_files:
-    ds = ds.shuffle(DOC_SHUFFLE_BUFFER, seed=seed)
+  if shuffle_files:   # a full permutation per epoch (reshuffled at each repeat)
+    ds = ds.shuffle(len(docs), seed=seed, reshuffle_each_iteration=True)
   return ds
+
+
+def eval_order(docs: Sequence[str], part_lines: int = EVAL_PART_LINES) -> Tuple[str, ...]:
+  """Held-out documents in a fixed random order, cut into parts, parts round-robin."""
+  order = np.random.default_rng(EVAL_ORDER_SEED).permutation(len(docs))
+  parts = []
+  for i in order:
+    lines = docs[i].split("\n")
+    parts.append(["\n".join(lines[k:k + part_lines]) for k in range(0, len(lines), part_lines)])
+  out = []
+  for round_index in range(max((len(p) for p in parts), default=0)):
+    out.extend(p[round_index] for p in parts if round_index < len(p))
+  return tuple(out)
 
 
 def document_source(corpus: CorpusConfig) -> seqio.DataSource:

@@ -3,8 +3,11 @@
 `WordPieceVocabulary` reproduces `transformers.BertTokenizer(vocab,
 do_lower_case=...)` ids with TensorFlow ops only, so it runs inside tf.data:
 
-  1. clean text: drop NUL, U+FFFD and control characters (Unicode Cc/Cf other
-     than \\t \\n \\r); map \\t \\n \\r and Unicode space separators (Zs) to ' '
+  1. clean text: drop NUL, U+FFFD, control, format and private-use characters
+     (Unicode Cc other than \\t \\n \\r, Cf, Co); map \\t \\n \\r, space
+     separators (Zs) and the line/paragraph separators U+2028/U+2029 to ' '
+     (Hugging Face's tokenizers: what its BertNormalizer drops, and Rust's
+     White_Space after that)
   2. put spaces around CJK ideographs (the same code-point blocks as BERT)
   3. uncased only: lower-case (full Unicode mapping), NFD, drop combining
      marks (Mn) -- BERT's "strip accents"
@@ -30,8 +33,11 @@ import tensorflow_text as tf_text
 VOCAB_PATH_KEY = "config.data.vocab.path"
 BERT_ROLES = ("pad", "unk", "cls", "sep", "mask")
 
-_CONTROL = r"[\x{0}\x{FFFD}\p{Cf}]|[^\P{Cc}\t\n\r]"
-_WHITESPACE = r"[\t\n\r\p{Zs}]"
+# Format characters (Cf) that Hugging Face's tokenizers keeps: its Unicode tables predate
+# them (Arabic marks of Unicode 9/14, Kaithi and Egyptian hieroglyph format controls).
+_CF_KEPT = r"\x{0890}\x{0891}\x{08E2}\x{110CD}\x{13430}-\x{1343F}"
+_CONTROL = (r"[\x{0}\x{FFFD}\p{Co}]|[^\P{Cc}\t\n\r]|[^\P{Cf}" + _CF_KEPT + "]")
+_WHITESPACE = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]"
 _CJK = (r"[\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
         r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}]")
 _PUNCT = r"[!-/:-@\[-`{-~\p{P}]"
@@ -39,13 +45,30 @@ _MAX_CHARS_PER_WORD = 100
 
 
 def read_vocab_file(path: str, config_key: str = VOCAB_PATH_KEY) -> List[str]:
+  """One token per line (UTF-8); a line that is not UTF-8 is an error naming it."""
   if not path or not tf.io.gfile.exists(path):
     raise ValueError(f"{config_key}: vocabulary file {path!r} does not exist")
-  with tf.io.gfile.GFile(path, "r") as f:
-    tokens = [line.rstrip("\r\n") for line in f]
+  if tf.io.gfile.isdir(path):
+    raise ValueError(f"{config_key}: {path!r} is a directory, not a vocabulary file")
+  with tf.io.gfile.GFile(path, "rb") as f:
+    data = f.read()
+  tokens = []
+  for number, raw in enumerate(data.split(b"\n"), start=1):
+    try:
+      tokens.append(raw.decode("utf-8").rstrip("\r"))
+    except UnicodeDecodeError as e:
+      raise ValueError(f"{config_key}: {path} line {number} is not UTF-8 (byte "
+                       f"{raw[e.start]:#04x} at column {e.start + 1}); a vocabulary file must "
+                       f"be UTF-8 text") from None
   while tokens and not tokens[-1]:
     tokens.pop()
   return tokens
+
+
+def clean_text_tf(text: tf.Tensor) -> tf.Tensor:
+  """Step 1 of the module doc: control/format/private-use characters dropped, whitespace -> ' '."""
+  text = tf.strings.regex_replace(text, _CONTROL, "")
+  return tf.strings.regex_replace(text, _WHITESPACE, " ")
 
 
 class WordPieceVocabulary(seqio.Vocabulary):
@@ -125,8 +148,7 @@ class WordPieceVocabulary(seqio.Vocabulary):
 
   def basic_tokenize_tf(self, text: tf.Tensor) -> tf.RaggedTensor:
     """1-D string tensor [N] -> ragged words [N, (words)] (BERT BasicTokenizer)."""
-    text = tf.strings.regex_replace(text, _CONTROL, "")
-    text = tf.strings.regex_replace(text, _WHITESPACE, " ")
+    text = clean_text_tf(text)
     text = tf.strings.regex_replace(text, "(" + _CJK + ")", " \\1 ")
     if self._lowercase:
       text = tf.strings.lower(text, encoding="utf-8")

@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plm_jax.layers import checks
 from plm_jax.layers import common
 from plm_jax.layers.norms import LayerNorm
 
@@ -45,6 +46,8 @@ class TextEmbeddings(nn.Module):
   Params: word_embeddings, position_embeddings, token_type_embeddings (each an
   `Embed`), layer_norm. The output is float32 (LayerNorm output), as BERT.
   fused_ops: LayerNorm implementation switch (layers/fused.py).
+  check_inputs: ids and token types outside their tables are a ValueError naming the id
+    and its position (plm_jax.layers.checks), instead of a clamped row or NaN.
   """
   vocab_size: int
   hidden_size: int
@@ -55,6 +58,7 @@ class TextEmbeddings(nn.Module):
   initializer_range: float = 0.02
   dtype: Any = jnp.float32
   fused_ops: bool = True
+  check_inputs: bool = False
 
   def setup(self):
     embed = lambda n, axes: Embed(n, self.hidden_size, axes, self.initializer_range, self.dtype)
@@ -74,6 +78,9 @@ class TextEmbeddings(nn.Module):
                        f"{self.max_position_embeddings}")
     if token_type_ids is None:
       token_type_ids = jnp.zeros_like(input_ids)
+    if self.check_inputs:
+      checks.check_ids("input_ids", input_ids, self.vocab_size, "vocab_size")
+      checks.check_ids("token_type_ids", token_type_ids, self.type_vocab_size, "type_vocab_size")
     if position_ids is None:
       position_ids = jnp.arange(length)[None, :]  # [1, length]
     x = (self.word_embeddings(input_ids).astype(jnp.float32)

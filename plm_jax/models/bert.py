@@ -47,6 +47,9 @@ class BertConfig:
   # CPU-specific custom VJPs and gradient barriers (plm_jax/layers/fused.py) on,
   # or the plain jax formulations; the same function either way.
   fused_ops: bool = True
+  # Out-of-range input_ids / token_type_ids raise a ValueError with the id and position
+  # (plm_jax.layers.checks) instead of reading a clamped row or giving NaN.
+  check_inputs: bool = False
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "BertConfig":
@@ -89,7 +92,8 @@ class BertModel(nn.Module):
         max_position_embeddings=cfg.max_position_embeddings,
         type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layer_norm_eps,
         dropout_rate=cfg.hidden_dropout_rate, initializer_range=cfg.initializer_range,
-        dtype=common.get_dtype(cfg.dtype), fused_ops=cfg.fused_ops)
+        dtype=common.get_dtype(cfg.dtype), fused_ops=cfg.fused_ops,
+        check_inputs=cfg.check_inputs)
     self.encoder = Encoder(cfg)
     self.pooler = BertPooler(cfg)
 

@@ -179,6 +179,11 @@ class Objective(abc.ABC):
       spec[name] = jax.ShapeDtypeStruct(shape, jnp.dtype(feature.dtype.as_numpy_dtype))
     return spec
 
+  def input_ranges(self) -> Dict[str, int]:
+    """Batch feature -> exclusive upper bound of its integer values (e.g. input_ids ->
+    vocab_size); the trainer checks every batch against them on the host."""
+    return {}
+
   # ---- loss -----------------------------------------------------------------------------
   @abc.abstractmethod
   def loss_fn(self, params: Any, batch: Batch, rng: Optional[jax.Array],

@@ -126,6 +126,11 @@ class BertMlmNsp(Objective):
     return BertConfig(vocab_size=self.vocab_size(),
                       **dataclasses.asdict(self.sections["model"]))
 
+  def input_ranges(self) -> Dict[str, int]:
+    m = self.sections["model"]
+    return {"input_ids": self.vocab_size(), "masked_lm_ids": self.vocab_size(),
+            "token_type_ids": m.type_vocab_size, "masked_lm_positions": self.data.seq_length}
+
   def make_model(self) -> BertForPreTraining:
     return BertForPreTraining(self.model_config())
 

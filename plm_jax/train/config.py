@@ -38,6 +38,9 @@ class TrainConfig:
   best_metric: str = ""                       # eval metric to keep the best params of
                                               # (workdir/best); empty: off
   best_mode: str = param("max", choices=("max", "min"))
+  # Start from scratch in a workdir that held checkpoints none of which can be restored
+  # (they stay in workdir/checkpoints_unreadable); without it such a run stops.
+  allow_fresh_start: bool = False
 
   def check(self, prefix: str) -> None:
     if self.batch_size % self.grad_accum_steps:

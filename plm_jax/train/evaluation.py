@@ -53,6 +53,17 @@ def check_batch(local: Dict[str, Any], spec: Dict[str, jax.ShapeDtypeStruct],
       raise ValueError(f"data ({split}): feature {k} has shape {shape}, expected {want}")
 
 
+def check_ranges(local: Dict[str, Any], ranges: Dict[str, int], split: str, step: int) -> None:
+  """One-line error naming the feature, id and position of a value outside [0, bound)."""
+  from plm_jax.layers import checks  # pylint: disable=import-outside-toplevel
+  for name, bound in ranges.items():
+    if name in local:
+      found = checks.first_out_of_range(local[name], bound)
+      if found is not None:
+        raise ValueError(f"data ({split}, step {step}): "
+                         + checks.out_of_range_message(name, *found, bound))
+
+
 def host_iterator(dataset, split: str) -> Iterator[Dict[str, np.ndarray]]:
   it = iter(dataset.as_numpy_iterator())
   while True:

@@ -212,6 +212,7 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   t, seed = run.train, run.seed
   per_host = t.batch_size // jax.process_count()
   spec = objective.batch_spec(t.batch_size)
+  ranges = objective.input_ranges()
   batch_sh = sharding_lib.batch_sharding(mesh)
 
   def datasets():
@@ -224,8 +225,8 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   data_sets = None
   if not os.path.isdir(os.path.join(workdir, checkpointing.CHECKPOINT_DIR)):
     data_sets = datasets()
-  os.makedirs(workdir, exist_ok=True)
-  ckpt = checkpointing.Checkpointer(workdir, t.keep_checkpoints)
+  checkpointing.prepare_workdir(workdir)
+  ckpt = checkpointing.Checkpointer(workdir, t.keep_checkpoints, t.allow_fresh_start)
   try:
     restored = ckpt.restore_latest(setup.abstract_state)
     if restored is None:
@@ -292,6 +293,7 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
         evaluation.check_batch(local, spec, per_host, "train",
                                variable_length=objective.variable_length_features)
         compile_start = time.perf_counter()
+      evaluation.check_ranges(local, ranges, "train", step + 1)
       state, metrics = train_fn(state, evaluation.global_batch(local, spec, batch_sh), base_rng)
       batches_consumed += 1
       window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
