@@ -270,3 +270,16 @@ def test_tiny_squad_run_writes_official_predictions(tmp_path):
                                   for k, v in preds.items())
   info = json.load(open(os.path.join(workdir, "squad_eval.json")))
   assert info["evaluation_set"].startswith("dev-article-split") and info["questions"] == 40
+
+
+@needs_glue
+def test_glue_batches_are_range_checked():
+  from plm_jax.train import evaluation
+  _, objective = train_config.validate_config(_tiny_config(), num_devices=1)
+  ranges = objective.input_ranges()
+  assert ranges == {"input_ids": objective.vocabulary().vocab_size, "token_type_ids": 2,
+                    "label": 2}
+  batch = {"input_ids": np.ones((4, 8), np.int32), "token_type_ids": np.zeros((4, 8), np.int32),
+           "label": np.asarray([0, 1, 5, 0], np.int32)}
+  with pytest.raises(ValueError, match=r"data \(train, step 3\): label.*out of range \[0, 2\)"):
+    evaluation.check_ranges(batch, ranges, "train", 3)

@@ -148,6 +148,14 @@ class Checkpoint:
                      "(vocab.txt, spiece.model); set config.vocab.type and config.vocab.path")
 
 
+def model_input_ranges(model_config) -> Dict[str, int]:
+  """input_ids < vocab_size and token_type_ids < type_vocab_size (where the family has them)."""
+  out = {"input_ids": int(model_config.vocab_size)}
+  if getattr(model_config, "type_vocab_size", None):
+    out["token_type_ids"] = int(model_config.type_vocab_size)
+  return out
+
+
 def _is_stacked(params: Mapping) -> bool:
   flat = jax.tree_util.tree_flatten_with_path(params)[0]
   names = ["/".join(str(getattr(k, "key", k)) for k in p) for p, _ in flat]

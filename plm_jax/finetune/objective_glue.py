@@ -92,6 +92,12 @@ class GlueFinetune(Objective):
       self._model_config = cfg
     return self._model_config
 
+  def input_ranges(self) -> Dict[str, int]:
+    out = common.model_input_ranges(self.model_config())
+    if self.task.labels is not None:
+      out["label"] = self.task.num_labels
+    return out
+
   def check_run(self, run) -> None:
     if run.optimizer.layer_decay != 1.0 and self.model_section.scan_layers:
       fail("config.optimizer.layer_decay", run.optimizer.layer_decay,

@@ -97,6 +97,11 @@ class SquadFinetune(Objective):
       self._model_config = cfg
     return self._model_config
 
+  def input_ranges(self) -> Dict[str, int]:
+    n = self.task.max_seq_length
+    return dict(common.model_input_ranges(self.model_config()), start_positions=n,
+                end_positions=n)
+
   def make_model(self) -> FinetuneModel:
     return FinetuneModel(self.family, self.model_config(), head="span",
                          classifier_dropout=self.model_section.head_dropout)
