@@ -10,7 +10,7 @@ import dataclasses
 from plm_jax.configlib import param
 
 CORPUS_TYPES = ("builtin", "text", "tfds")
-VOCAB_TYPES = ("builtin", "wordpiece", "sentencepiece")
+VOCAB_TYPES = ("builtin", "wordpiece", "sentencepiece", "bpe")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,5 +40,6 @@ class CorpusConfig:
 class VocabConfig:
   """The vocabulary (plm_jax.data.vocab.get_vocabulary)."""
   type: str = param("builtin", choices=VOCAB_TYPES)
-  path: str = ""                          # wordpiece: vocab.txt; sentencepiece: .model
+  path: str = ""                          # wordpiece: vocab.txt; sentencepiece: .model;
+                                          # bpe: vocab.json (merges.txt beside it)
   lowercase: bool = True                  # wordpiece: uncased (True) or cased (False)
