@@ -34,9 +34,6 @@ import tensorflow as tf
 from plm_jax.data import bert_pretrain, feature_converters, preprocessors, sources, tasks
 from plm_jax.data import vocab as vocab_lib
 
-Span = Tuple[int, int]  # (first unit, number of units)
-
-
 # ---- sentence-order pairs ------------------------------------------------------------------
 
 def _sop_pairs(document: List[List[int]], rng, seq_length: int, short_seq_prob: float):
@@ -118,39 +115,54 @@ def ngram_probabilities(max_ngram: int) -> np.ndarray:
   return p / p.sum()
 
 
-def choose_ngrams(units: Sequence[Sequence[int]], budget: int, max_ngram: int,
-                  rng) -> List[Span]:
-  """ALBERT's n-gram choice over `units` (lists of token positions): the chosen spans."""
-  probs = ngram_probabilities(max_ngram)
-  starts = np.arange(len(units))
-  rng.shuffle(starts)
-  covered = np.zeros(len(units), bool)
+def draw_ngram_lengths(num_units: int, max_ngram: int, rng) -> np.ndarray:
+  """n for an n-gram starting at each unit: p(n) ∝ 1/n over 1..min(max_ngram, units left)."""
+  u = rng.random(num_units)
+  left = np.minimum(max_ngram, num_units - np.arange(num_units))   # [units] >= 1
+  n = np.ones(num_units, np.int64)
+  for k in range(2, max_ngram + 1):
+    cdf = np.cumsum(ngram_probabilities(k))
+    rows = left == k
+    n[rows] = np.searchsorted(cdf, u[rows] * cdf[-1], side="right") + 1
+  return np.minimum(n, left)
+
+
+def choose_ngrams(sizes: Sequence[int], budget: int, max_ngram: int,
+                  rng) -> List[Tuple[int, int, int]]:
+  """ALBERT's n-gram choice over units of these token counts: (start, n drawn, n used)."""
+  num = len(sizes)
+  ends = np.concatenate([[0], np.cumsum(sizes)]).tolist()   # tokens before unit i
+  drawn = draw_ngram_lengths(num, max_ngram, rng).tolist()
+  order = rng.permutation(num).tolist()
+  covered = bytearray(num)
   spans, taken = [], 0
-  for s in starts:
+  for s in order:
     if taken >= budget:
       break
-    left = min(max_ngram, len(units) - s)
-    n = int(rng.choice(left, p=probs[:left] / probs[:left].sum())) + 1
-    size = lambda k: sum(len(u) for u in units[s:s + k])
-    while n > 1 and taken + size(n) > budget:
+    n = drawn[s]
+    while n > 1 and taken + ends[s + n] - ends[s] > budget:
       n -= 1
-    if taken + size(n) > budget or covered[s:s + n].any():
+    size = ends[s + n] - ends[s]
+    if taken + size > budget or any(covered[s:s + n]):
       continue
-    covered[s:s + n] = True
-    spans.append((int(s), n))
-    taken += size(n)
+    covered[s:s + n] = b"\x01" * n
+    spans.append((s, drawn[s], n))
+    taken += size
   return spans
 
 
 def _units(ids: np.ndarray, candidate: np.ndarray, is_continuation: Optional[np.ndarray]):
   """Masking units: each candidate token, or (whole words) a token and its continuations."""
-  units: List[List[int]] = []
-  for i in np.flatnonzero(candidate):
-    if (is_continuation is not None and units and units[-1][-1] == i - 1
-        and is_continuation[ids[i]]):
-      units[-1].append(int(i))
+  positions = np.flatnonzero(candidate)
+  if is_continuation is None or not len(positions):
+    return [[int(i)] for i in positions]
+  joins = (np.diff(positions) == 1) & is_continuation[ids[positions[1:]]]
+  units = [[int(positions[0])]]
+  for i, join in zip(positions[1:].tolist(), joins.tolist()):
+    if join:
+      units[-1].append(i)
     else:
-      units.append([int(i)])
+      units.append([i])
   return units
 
 
@@ -164,8 +176,8 @@ def ngram_mask_np(ids, seed, *, max_predictions, mask_rate, mask_token_prob, ran
   units = _units(ids, candidate, is_continuation)
   n_tokens = int(np.sum(ids != pad_id))
   budget = int(min(max_predictions, max(1, round(n_tokens * mask_rate))))
-  spans = choose_ngrams(units, budget, max_ngram, rng)
-  positions = np.sort(np.asarray([p for s, n in spans for u in units[s:s + n] for p in u],
+  spans = choose_ngrams([len(u) for u in units], budget, max_ngram, rng)
+  positions = np.sort(np.asarray([p for s, _, n in spans for u in units[s:s + n] for p in u],
                                  np.int32))
   out = ids.astype(np.int32).copy()
   u = rng.random(len(positions))
