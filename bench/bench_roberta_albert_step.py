@@ -63,7 +63,7 @@ def _albert_hf(cfg, vocab_size, seq):
 FAMILIES = {
     "roberta": harness.Family(
         name="RoBERTa", config=_roberta_config, objective=_roberta_objective,
-        hf_model=_roberta_hf, sentence_label=None, vocab_size=50265, pad_id=1,
+        hf_model=_roberta_hf, sentence_label=None, vocab_size=50265, pad_id=1, token_types=False,
         hf_inputs=lambda t: dict(input_ids=t["input_ids"], attention_mask=t["attention_mask"],
                                  labels=t["labels"])),
     "albert": harness.Family(

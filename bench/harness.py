@@ -55,6 +55,7 @@ class Family:
   vocab_size: int
   pad_id: int = 0
   embedding_size: Callable[[Any], Optional[int]] = lambda cfg: None
+  token_types: bool = True              # two segments (False: every token type 0, RoBERTa)
   target: float = 1.3
 
 
@@ -174,8 +175,11 @@ def make_batch(rng, vocab, batch, seq, preds, sentence_label="next_sentence_labe
 
 
 def family_batch(family: Family, rng, batch, seq, preds):
-  return make_batch(rng, family.vocab_size, batch, seq, preds, family.sentence_label,
-                    family.pad_id)
+  out = make_batch(rng, family.vocab_size, batch, seq, preds, family.sentence_label,
+                   family.pad_id)
+  if not family.token_types:
+    out["token_type_ids"] = out["token_type_ids"] * 0
+  return out
 
 
 def jax_setup(family: Family, size, batch, seq, preds, *, vocab_size, dtype="float32",
@@ -189,8 +193,8 @@ def jax_setup(family: Family, size, batch, seq, preds, *, vocab_size, dtype="flo
   config.mlm.max_predictions = preds
   config.train.batch_size = batch
   config.optimizer.warmup_steps = 10
-  config.optimizer.name = "adamw"       # the same optimizer as the PyTorch side
-  config.optimizer.grad_clip_norm = 1.0
+  config.optimizer.update(name="adamw", learning_rate=1e-4, weight_decay=0.01, eps=1e-6,
+                          grad_clip_norm=1.0)   # the PyTorch side's optimizer
   config.model.dtype = dtype
   config.model.max_position_embeddings = max(seq + family.pad_id + 1,
                                              config.model.max_position_embeddings)

@@ -50,5 +50,5 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.mlm.max_predictions = 10
     c.train.update(batch_size=32, num_steps=3000, log_every=200, eval_every=1000,
                    eval_steps=10, checkpoint_every=1000)
-    c.optimizer.update(learning_rate=2e-3, warmup_steps=200)
+    c.optimizer.update(learning_rate=1e-2, warmup_steps=200)   # LAMB: a relative step size
   return c

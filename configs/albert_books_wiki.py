@@ -28,5 +28,5 @@ def get_config(arg: str = "tiny"):
   c.mlm.max_predictions = 20
   c.train.update(batch_size=32, num_steps=600, log_every=25, eval_every=100, eval_steps=10,
                  checkpoint_every=100)
-  c.optimizer.update(learning_rate=2e-3, warmup_steps=60)
+  c.optimizer.update(learning_rate=1e-2, warmup_steps=60)   # LAMB: per-layer relative steps
   return c

@@ -95,10 +95,6 @@ def check_albert_config(cfg: AlbertConfig, prefix: str = "config.model") -> None
                      f"must divide num_layers={cfg.num_layers} evenly")
 
 
-def _layer_kwargs(cfg: AlbertConfig) -> Dict[str, Any]:
-  return bert_layer_kwargs(cfg)
-
-
 class AlbertEncoder(nn.Module):
   """embedding_hidden_mapping_in, then the shared layer stack (see the module doc).
 
@@ -116,7 +112,7 @@ class AlbertEncoder(nn.Module):
     check_albert_config(cfg)
     x = dense(cfg.hidden_size, (None, "embed"), cfg.initializer_range,
               common.get_dtype(cfg.dtype), "embedding_hidden_mapping_in")(x).astype(jnp.float32)
-    kw = _layer_kwargs(cfg)
+    kw = bert_layer_kwargs(cfg)
     per_group = cfg.num_layers // cfg.groups
     inner = range(cfg.inner_group_num)
     if cfg.share_mode in ("all", "none"):

@@ -79,7 +79,10 @@ class RobertaMlm(BertMlmNsp):
 
   def max_seq_length(self) -> int:
     # Positions start after the padding id (HF/fairseq): room for seq_length + pad + 1.
-    return self.sections["model"].max_position_embeddings - self.pad_token_id() - 1
+    # Checked without reading the vocabulary, for RoBERTa's pad id 1 (builtin / WordPiece
+    # vocabularies pad with 0); RobertaModel checks the exact bound.
+    pad = RobertaConfig.pad_token_id if self._fixed_pad_id is None else self._fixed_pad_id
+    return self.sections["model"].max_position_embeddings - pad - 1
 
   def model_config(self) -> RobertaConfig:
     return RobertaConfig(vocab_size=self.vocab_size(), pad_token_id=self.pad_token_id(),
