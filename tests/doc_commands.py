@@ -101,6 +101,8 @@ def kind(command: str) -> str:
     return "spm_train"
   if argv[:3] == ["python", "-m", "plm_jax.convert.cli"] or argv[0] == "plm-convert":
     return "convert"
+  if argv[:3] == ["python", "-m", "plm_jax.data.bpe_train"]:
+    return "bpe_train"
   if argv[:3] == ["python", "-m", "plm_jax.finetune.matrix"]:
     return "matrix"
   if argv[:3] == ["python", "-m", "plm_jax.finetune.squad_eval"]:

@@ -202,8 +202,8 @@ def test_training_commands_build_valid_configs():
   from plm_jax.train.config import validate_config
   checked = 0
   for command in of_kind("main"):
-    if "/tmp/spm.model" in command:
-      continue   # needs the README's SentencePiece model: test_sentencepiece_commands
+    if uses_trained_vocabulary(command):
+      continue   # needs a vocabulary a documented command trains: test_sentencepiece_commands
     if "path/to/hf_bert_dir" in command:
       if not paths.minilm_model_dir():
         continue   # a fine-tuning command: needs a Hugging Face BERT directory
@@ -250,6 +250,21 @@ def test_books_wiki_command_reads_both_corpora_with_their_readers(monkeypatch):
     assert counts["gutenberg"] >= 2 and counts["wikiextractor"] >= 20, counts
 
 
+def train_documented_vocabularies(tmp_path, monkeypatch):
+  """Runs every documented SentencePiece / BPE training command as written (capped: 3,000
+  sentences, 300 documents), its /tmp outputs under tmp_path."""
+  from plm_jax.data import bpe_train, spm_train
+  monkeypatch.chdir(REPO)   # the commands' ../shared/data paths are relative to the repository
+  for command in of_kind("spm_train"):
+    assert spm_train.main(as_run(command, tmp_path, ["--max_sentences=3000"])[3:]) == 0, command
+  for command in of_kind("bpe_train"):
+    bpe_train.main(as_run(command, tmp_path, ["--max_documents=300"])[3:])
+
+
+def uses_trained_vocabulary(command):
+  return any(v in command for v in ("/tmp/spm.model", "/tmp/spm_wiki.model", "/tmp/bpe_wiki/"))
+
+
 def test_sentencepiece_commands(tmp_path, monkeypatch):
   """The README's SentencePiece commands: train a model (at most 3,000 sentences), then the
   training command that points data.vocab.path at it, without data.vocab.type, gets it."""
@@ -257,10 +272,10 @@ def test_sentencepiece_commands(tmp_path, monkeypatch):
   from plm_jax.train.config import validate_config
   if not os.path.isdir(os.path.join(paths.data_dir(), "pretrain")):
     pytest.skip("shared data bundle not mounted")
-  [train_command] = of_kind("spm_train")
-  argv = as_run(train_command, tmp_path, ["--max_sentences=3000"])
-  monkeypatch.chdir(REPO)   # the command's ../shared/data path is relative to the repository
-  assert spm_train.main(argv[3:]) == 0
+  train_documented_vocabularies(tmp_path, monkeypatch)
+  for command in [c for c in of_kind("main") if "/tmp/bpe_wiki/" in c or "spm_wiki" in c]:
+    config, _ = docs.config_of(main_argv(command.replace("/tmp/", f"{tmp_path}/")))
+    assert validate_config(config)[1].vocabulary().vocab_size > 1000, command
   model = tmp_path / "spm.model"
   pieces = vocab_lib.SentencePieceVocabulary(str(model)).vocab_size
   users = [c for c in of_kind("main") if "/tmp/spm.model" in c]
@@ -339,9 +354,7 @@ def test_long_training_commands_run(tmp_path, monkeypatch):
   from plm_jax.data import corpora, paths, spm_train
   default_config, _ = docs.config_of([])
   if os.path.isdir(os.path.join(paths.data_dir(), "pretrain")):
-    [train_command] = of_kind("spm_train")
-    monkeypatch.chdir(REPO)
-    assert spm_train.main(as_run(train_command, tmp_path, ["--max_sentences=3000"])[3:]) == 0
+    train_documented_vocabularies(tmp_path, monkeypatch)
   for command in of_kind("main"):
     if ("--config_help" in command or "--distributed" in command
         or docs.config_of(main_argv(command))[0] == default_config):

@@ -65,6 +65,9 @@ class Converter:
   # Full-layout param path prefixes a checkpoint may lack (e.g. BERT's pooler, absent from
   # BertForMaskedLM and BertModel(add_pooling_layer=False)): initialised fresh, with a warning.
   optional_prefixes: Tuple[str, ...] = ()
+  # Full-layout param paths a checkpoint may lack (freshly initialised on import), e.g.
+  # RoBERTa's pooler, which HF's RobertaForMaskedLM does not have.
+  optional_params: Tuple[str, ...] = ()
 
   # ---- what a family provides ---------------------------------------------------------
 
@@ -174,19 +177,25 @@ class Converter:
       tensors = {n: v for n, v in tensors.items() if not n.startswith(self.head_prefixes)}
     expected = self._shapes(cfg, heads)
     optional = [p for p in expected if self.optional_prefixes and p.startswith(self.optional_prefixes)]
+    optional += [p for p in self.optional_params if p in expected and p not in optional]
     if with_heads == "init":
       optional += sorted(set(expected) - set(self._shapes(cfg, False)))
     flat = hf_to_flax(tensors, self.rules, expected, self.rule_context(cfg), source=hf_dir,
                       optional=optional)
     missing = [p for p in optional if p not in flat]
     if missing:
-      fresh = flatten(self.init_params(replace_config(cfg, scan_layers=False), True,
-                                       jax.random.key(seed)))
-      flat.update({p: np.asarray(fresh[p]) for p in missing})
+      flat.update(self.fresh_params(cfg, missing, seed))
       logging.warning("%s: %d parameter(s) not in the checkpoint were initialised fresh: %s%s",
                       hf_dir, len(missing), ", ".join(missing[:6]),
                       " ..." if len(missing) > 6 else "")
     return cfg, unflatten(self._from_full(flat, heads)), heads
+
+  def fresh_params(self, cfg: Any, paths: Sequence[str], seed: int) -> Dict[str, np.ndarray]:
+    """Freshly initialised values of these full-layout paths (params a checkpoint lacks).
+    Default: initialise the whole head model; a family may initialise just the parts."""
+    fresh = flatten(self.init_params(replace_config(cfg, scan_layers=False), True,
+                                     jax.random.key(seed)))
+    return {p: np.asarray(fresh[p]) for p in paths}
 
   def load_pretrained(self, path: str, with_heads: WithHeads = None, dtype: str = "float32",
                       scan_layers: bool = False, seed: int = 0) -> Tuple[nn.Module, Dict]:

@@ -35,19 +35,23 @@ from plm_jax.data import tasks
 EVAL_SEED = 1234
 
 
-def output_features(vocabulary: seqio.Vocabulary):
+def output_features(vocabulary: seqio.Vocabulary,
+                    sentence_label: Optional[str] = "next_sentence_label"):
+  """The task's features; sentence_label: the sentence-pair label's name (None: MLM only)."""
   passthrough = seqio.PassThroughVocabulary(size=0)
   def feat(vocab=passthrough, dtype=tf.int32, rank=1):
     return seqio.Feature(vocabulary=vocab, add_eos=False, required=True, dtype=dtype, rank=rank)
-  return {
+  out = {
       "input_ids": feat(vocabulary),
       "token_type_ids": feat(),
       "attention_mask": feat(),
       "masked_lm_positions": feat(),
       "masked_lm_ids": feat(vocabulary),
       "masked_lm_weights": feat(dtype=tf.float32),
-      "next_sentence_label": feat(rank=0),
   }
+  if sentence_label:
+    out[sentence_label] = feat(rank=0)
+  return out
 
 
 def mlm_steps(vocabulary, mlm):
@@ -82,11 +86,24 @@ def get_dataset(data, mlm, vocabulary, split: str, batch_size: int, seed: int,
                 shard_index: int = 0, num_shards: int = 1,
                 num_epochs: Optional[int] = None) -> tf.data.Dataset:
   """Batches of fixed-shape BERT pretraining features for this host's shard."""
+  return batches(lambda: get_task(data, mlm, vocabulary),
+                 feature_converters.BertPretrainFeatureConverter(),
+                 {"inputs": data.seq_length, "masked_lm": mlm.max_predictions}, data, split,
+                 batch_size, seed, shard_index, num_shards, num_epochs)
+
+
+def batches(make_task, converter, feature_lengths, data, split: str, batch_size: int, seed: int,
+            shard_index: int = 0, num_shards: int = 1,
+            num_epochs: Optional[int] = None) -> tf.data.Dataset:
+  """A task's examples through `converter` into batches (any masked-LM objective).
+
+  make_task() -> the seqio task; data: a section with corpus and shuffle_buffer.
+  """
   if split not in sources.SPLITS:
     raise ValueError(f"split must be one of {sources.SPLITS}, got {split!r}")
   if not 0 <= shard_index < num_shards:
     raise ValueError(f"shard_index={shard_index} not in [0, num_shards={num_shards})")
-  task = get_task(data, mlm, vocabulary)
+  task = make_task()
   train = split == "train"
   shuffle = train and data.shuffle_buffer > 0
   try:
@@ -98,8 +115,7 @@ def get_dataset(data, mlm, vocabulary, split: str, batch_size: int, seed: int,
         num_epochs=num_epochs, trim_output_features=False, try_in_mem_cache=False)
   except tfds.core.DatasetNotFoundError:   # its message lists every TFDS dataset there is
     raise sources.tfds_not_found(data.corpus) from None
-  converter = feature_converters.BertPretrainFeatureConverter()
-  ds = converter(ds, {"inputs": data.seq_length, "masked_lm": mlm.max_predictions})
+  ds = converter(ds, feature_lengths)
   ds = ds.batch(batch_size, drop_remainder=train)
   options = tf.data.Options()
   options.deterministic = True

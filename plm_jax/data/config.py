@@ -12,7 +12,7 @@ from typing import Optional
 from plm_jax.configlib import fail, param
 
 CORPUS_TYPES = ("builtin", "text", "tfds")
-VOCAB_TYPES = ("builtin", "wordpiece", "sentencepiece")
+VOCAB_TYPES = ("builtin", "wordpiece", "sentencepiece", "bpe")
 AUTO = "auto"   # data.vocab.type: from data.vocab.path's file (builtin when the path is empty)
 _FILE_KINDS = {"wordpiece": "a WordPiece vocab.txt", "sentencepiece": "a SentencePiece model",
                "bpe": "a byte-level BPE vocabulary (vocab.json + merges.txt)"}
@@ -61,7 +61,8 @@ def vocab_type_of_path(path: str) -> Optional[str]:
 class VocabConfig:
   """The vocabulary (plm_jax.data.vocab.get_vocabulary)."""
   type: str = param(AUTO, choices=(AUTO,) + VOCAB_TYPES)  # auto: from path (see resolved_type)
-  path: str = ""                          # wordpiece: vocab.txt; sentencepiece: .model
+  path: str = ""                          # wordpiece: vocab.txt; sentencepiece: .model;
+                                          # bpe: vocab.json (merges.txt beside it)
   lowercase: bool = True                  # wordpiece: uncased (True) or cased (False)
 
   def resolved_type(self) -> str:

@@ -1,4 +1,7 @@
-"""Feature converter: BERT pretraining task features -> model features.
+"""Feature converters: masked-LM pretraining task features -> model features.
+
+BertPretrainFeatureConverter (MLM + next_sentence_label), MlmFeatureConverter
+(MLM only: RoBERTa) and SopFeatureConverter (MLM + sentence_order_label: ALBERT).
 
 Task and model features have the same names; the converter validates dtypes,
 ranks and lengths, and pads/trims every sequence feature to its fixed length
@@ -38,8 +41,14 @@ def expand_lengths(lengths: Mapping[str, int]) -> Mapping[str, int]:
   return out
 
 
+MLM_FEATURES = {k: v for k, v in FEATURES.items() if k != "next_sentence_label"}
+SOP_FEATURES = dict(MLM_FEATURES, sentence_order_label=Spec(dtype=tf.int32, rank=0))
+
+
 class BertPretrainFeatureConverter(seqio.FeatureConverter):
-  """MLM + NSP features, padded to fixed lengths; packing is not supported."""
+  """MLM + NSP features, padded to fixed lengths; packing is not supported.
+
+  Subclasses change the feature set (TASK_FEATURES = MODEL_FEATURES)."""
 
   TASK_FEATURES = FEATURES
   MODEL_FEATURES = FEATURES
@@ -51,14 +60,23 @@ class BertPretrainFeatureConverter(seqio.FeatureConverter):
                        "already filled to seq_length")
     super().__init__(pack=False, **kwargs)
 
+  def _lengths(self, task_feature_lengths: Mapping[str, int]) -> Mapping[str, int]:
+    """Per-feature lengths of exactly this converter's features (rank 0: length 0)."""
+    out = expand_lengths(task_feature_lengths)
+    out = {k: v for k, v in out.items() if k in self.TASK_FEATURES or k not in FEATURES}
+    for name, spec in self.TASK_FEATURES.items():
+      if spec.rank == 0:
+        out.setdefault(name, 0)
+    return out
+
   def __call__(self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]):
-    return super().__call__(ds, expand_lengths(task_feature_lengths))
+    return super().__call__(ds, self._lengths(task_feature_lengths))
 
   def _convert_features(self, ds: tf.data.Dataset,
                         task_feature_lengths: Mapping[str, int]) -> tf.data.Dataset:
     def convert(features):
       out = {}
-      for name, spec in FEATURES.items():
+      for name, spec in self.MODEL_FEATURES.items():
         x = features[name]
         if spec.rank == 1:
           n = task_feature_lengths[name]
@@ -70,4 +88,16 @@ class BertPretrainFeatureConverter(seqio.FeatureConverter):
     return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 
   def get_model_feature_lengths(self, task_feature_lengths: Mapping[str, int]) -> Mapping[str, int]:
-    return dict(expand_lengths(task_feature_lengths))
+    return dict(self._lengths(task_feature_lengths))
+
+
+class MlmFeatureConverter(BertPretrainFeatureConverter):
+  """MLM features only (RoBERTa: no sentence-pair task)."""
+  TASK_FEATURES = MLM_FEATURES
+  MODEL_FEATURES = MLM_FEATURES
+
+
+class SopFeatureConverter(BertPretrainFeatureConverter):
+  """MLM + sentence-order label (ALBERT)."""
+  TASK_FEATURES = SOP_FEATURES
+  MODEL_FEATURES = SOP_FEATURES

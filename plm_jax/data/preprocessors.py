@@ -152,17 +152,21 @@ def create_instances(dataset: tf.data.Dataset, *, vocabulary, seq_length: int, g
   return make(ds).unbatch()
 
 
-def _full_sentences_np(flat, doc_splits, sent_splits, *, seq_length, cls_id, sep_id, pad_id):
+def _full_sentences_np(flat, doc_splits, sent_splits, *, seq_length, cls_id, sep_id, pad_id,
+                       cross_documents=True):
   rows, current = [], []
   budget = seq_length - 2
   for d in range(len(doc_splits) - 1):
+    if not cross_documents and current:
+      rows.append(current)            # DOC-SENTENCES: a document ends its last row
+      current = []
     for s in range(doc_splits[d], doc_splits[d + 1]):
       sent = flat[sent_splits[s]:sent_splits[s + 1]].tolist()[:budget]
       if current and len(current) + len(sent) > budget:
         rows.append(current)
         current = []
       current.extend(sent)
-    if d < len(doc_splits) - 2 and current and len(current) < budget:
+    if cross_documents and d < len(doc_splits) - 2 and current and len(current) < budget:
       current.append(sep_id)          # document boundary inside a packed sequence
   if current:
     rows.append(current)
@@ -174,16 +178,17 @@ def _full_sentences_np(flat, doc_splits, sent_splits, *, seq_length, cls_id, sep
 
 
 def pack_full_sentences(dataset: tf.data.Dataset, *, vocabulary, seq_length: int,
-                        group_size: int) -> tf.data.Dataset:
+                        group_size: int, cross_documents: bool = True) -> tf.data.Dataset:
   """RoBERTa's FULL-SENTENCES inputs: whole sentences packed contiguously up to
   seq_length, crossing document boundaries (an extra [SEP] between documents).
+  cross_documents=False gives DOC-SENTENCES: a row never crosses a document end.
 
   Documents are taken `group_size` at a time in stream order; a sentence longer
   than the budget is cut. Output: input_ids, attention_mask, token_type_ids (0).
   """
   pad_id, cls_id, sep_id = vocab_lib.special_ids(vocabulary, ("pad", "cls", "sep"))
   np_fn = functools.partial(_full_sentences_np, seq_length=seq_length, cls_id=cls_id,
-                            sep_id=sep_id, pad_id=pad_id)
+                            sep_id=sep_id, pad_id=pad_id, cross_documents=cross_documents)
 
   def make(ex):
     tokens = ex["tokens"]

@@ -288,5 +288,8 @@ def get_vocabulary(vocab_config) -> seqio.Vocabulary:
     if not v.path or not tf.io.gfile.exists(v.path):
       raise ValueError(f"{VOCAB_PATH_KEY}: SentencePiece model {v.path!r} does not exist")
     return SentencePieceVocabulary(v.path)
+  if kind == "bpe":
+    from plm_jax.data import bpe  # pylint: disable=import-outside-toplevel
+    return bpe.ByteLevelBPEVocabulary(v.path)
   raise ValueError(f"config.data.vocab.type: unknown type {kind!r}; "
-                   "choose builtin, wordpiece or sentencepiece")
+                   "choose builtin, wordpiece, sentencepiece or bpe")

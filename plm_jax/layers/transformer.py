@@ -72,13 +72,14 @@ class TransformerLayer(nn.Module):
   initializer_range: float = 0.02
   dtype: Any = "float32"
   fused_ops: bool = True
+  # Cross-layer sharing (ALBERT): a self-attention or MLP module instance created by the
+  # caller and passed to several layers; its params live where it was created, the rest of
+  # each layer (its norms, the other sublayer) stays the layer's own.
+  shared_attention: Optional[nn.Module] = None
+  shared_mlp: Optional[nn.Module] = None
 
   def _attention(self, name, causal):
-    return MultiHeadAttention(
-        num_heads=self.num_heads, head_dim=self.head_dim,
-        dropout_rate=self.attention_dropout_rate, initializer_range=self.initializer_range,
-        use_bias=self.use_bias, scale=self.attention_scale, causal=causal,
-        dtype=common.get_dtype(self.dtype), fused_ops=self.fused_ops, name=name)
+    return make_attention(self, name, causal)
 
   def _residual(self, x, name, sublayer, deterministic):
     """One residual sublayer around sublayer(h) with its norm '{name}_layer_norm'."""
@@ -104,7 +105,9 @@ class TransformerLayer(nn.Module):
     encoder_outputs [batch, enc_len, enc_embed] and cross_bias (e.g. [batch, 1, 1, enc_len])
     for the cross-attention sublayer; decode: use the self-attention key/value cache."""
     x = common.constrain(x, common.BATCH_LENGTH_EMBED)
-    attention = self._attention("attention", self.causal)
+    attention = self.shared_attention
+    if attention is None:
+      attention = self._attention("attention", self.causal)
     x = self._residual(
         x, "attention",
         lambda h: attention(h, bias=bias, deterministic=deterministic, decode=decode),
@@ -117,11 +120,36 @@ class TransformerLayer(nn.Module):
           x, "cross_attention",
           lambda h: cross(h, encoder_outputs, bias=cross_bias, deterministic=deterministic),
           deterministic)
-    mlp = Mlp(self.intermediate_size, self.hidden_act, self.initializer_range,
-              common.get_dtype(self.dtype), use_bias=self.use_bias, gated=self.mlp_gated,
-              fused_ops=self.fused_ops, name="mlp")
+    mlp = self.shared_mlp if self.shared_mlp is not None else make_mlp(self, "mlp")
     x = self._residual(x, "mlp", mlp, deterministic)
     return common.constrain(x, common.BATCH_LENGTH_EMBED), None  # [batch, length, embed] float32
+
+
+def _field(layer, key):
+  """A TransformerLayer field from a layer or a mapping of its kwargs (defaults filled)."""
+  if isinstance(layer, Mapping):
+    return layer.get(key, TransformerLayer.__dataclass_fields__[key].default)
+  return getattr(layer, key)
+
+
+def make_attention(layer, name: Optional[str] = None,
+                   causal: Optional[bool] = None) -> MultiHeadAttention:
+  """The self-attention sublayer of a TransformerLayer (or of its kwargs, to share it)."""
+  f = lambda k: _field(layer, k)
+  return MultiHeadAttention(
+      num_heads=f("num_heads"), head_dim=f("head_dim"),
+      dropout_rate=f("attention_dropout_rate"), initializer_range=f("initializer_range"),
+      use_bias=f("use_bias"), scale=f("attention_scale"),
+      causal=f("causal") if causal is None else causal,
+      dtype=common.get_dtype(f("dtype")), fused_ops=f("fused_ops"), name=name)
+
+
+def make_mlp(layer, name: Optional[str] = None) -> Mlp:
+  """The MLP sublayer of a TransformerLayer (or of its kwargs, to share it)."""
+  f = lambda k: _field(layer, k)
+  return Mlp(f("intermediate_size"), f("hidden_act"), f("initializer_range"),
+             common.get_dtype(f("dtype")), use_bias=f("use_bias"), gated=f("mlp_gated"),
+             fused_ops=f("fused_ops"), name=name)
 
 
 def _is_static(value) -> bool:

@@ -99,10 +99,12 @@ class BertModel(nn.Module):
 
   def __call__(self, input_ids: jax.Array, attention_mask: Optional[jax.Array] = None,
                token_type_ids: Optional[jax.Array] = None,
-               deterministic: bool = True) -> Dict[str, jax.Array]:
+               deterministic: bool = True,
+               position_ids: Optional[jax.Array] = None) -> Dict[str, jax.Array]:
     """input_ids/attention_mask/token_type_ids [batch, length] -> {last_hidden_state
-    [batch, length, embed], pooler_output [batch, embed]}, float32."""
-    x = self.embeddings(input_ids, token_type_ids, deterministic=deterministic)
+    [batch, length, embed], pooler_output [batch, embed]}, float32. position_ids
+    [batch, length] default to 0 .. length-1."""
+    x = self.embeddings(input_ids, token_type_ids, position_ids, deterministic=deterministic)
     x = self.encoder(x, padding_mask_bias(attention_mask), deterministic=deterministic)
     return {"last_hidden_state": x, "pooler_output": self.pooler(x)}
 

@@ -91,23 +91,42 @@ class BertMlmNsp(Objective):
   """MLM + (optional, config.mlm.nsp) NSP on BertForPreTraining."""
   family = "bert"
   SECTIONS = {"model": BertModelConfig, "mlm": MlmConfig, "data": BertDataConfig}
+  # Output and feature names; subclasses with another sentence task (ALBERT's SOP) or
+  # none (RoBERTa) change them and `sentence_task`.
+  MLM_LOGITS = "prediction_logits"
+  SENTENCE_LOGITS = "seq_relationship_logits"
+  SENTENCE_LABEL = "next_sentence_label"
+  SENTENCE_METRIC = "nsp"
 
   def __init__(self, config, vocab_size: Optional[int] = None):
     """vocab_size: a fixed model vocabulary size for batches made elsewhere (benchmarks,
     tests); by default the size is the data pipeline's vocabulary's."""
     super().__init__(config)
     self._fixed_vocab_size = vocab_size
+    self._vocabulary = None
     self.mlm: MlmConfig = self.sections["mlm"]
     self.data: BertDataConfig = self.sections["data"]
-    check_bert_model(self.sections["model"])
-    if self.data.seq_length > self.sections["model"].max_position_embeddings:
+    self.check_model(self.sections["model"])
+    if self.data.seq_length > self.max_seq_length():
+      extra = ("" if self.max_seq_length() == self.sections["model"].max_position_embeddings
+               else f" minus {self.sections['model'].max_position_embeddings - self.max_seq_length()}")
       fail("config.data.seq_length", self.data.seq_length,
            f"must be <= model.max_position_embeddings="
-           f"{self.sections['model'].max_position_embeddings}")
+           f"{self.sections['model'].max_position_embeddings}{extra}")
     if self.mlm.max_predictions > self.data.seq_length:
       fail("config.mlm.max_predictions", self.mlm.max_predictions,
            f"must be <= data.seq_length={self.data.seq_length}")
-    self._vocabulary = None
+
+  def check_model(self, model_section) -> None:
+    check_bert_model(model_section)
+
+  def max_seq_length(self) -> int:
+    return self.sections["model"].max_position_embeddings
+
+  @property
+  def sentence_task(self) -> bool:
+    """Whether the sentence-pair loss (NSP here) is on."""
+    return self.mlm.nsp
 
   # ---- vocabulary and model --------------------------------------------------------------
   def vocabulary(self):
@@ -163,7 +182,7 @@ class BertMlmNsp(Objective):
   def loss_normalizers(self, batch: Batch) -> Dict[str, jax.Array]:
     """MLM: the number of masked tokens (weights); NSP: the number of examples."""
     return {"mlm": jnp.maximum(jnp.sum(batch["masked_lm_weights"].astype(jnp.float32)), 1e-8),
-            "nsp": jnp.maximum(jnp.sum(example_weights(batch)), 1e-8)}
+            "sentence": jnp.maximum(jnp.sum(example_weights(batch)), 1e-8)}
 
   def loss_fn(self, params: Any, batch: Batch, rng: Optional[jax.Array],
               deterministic: bool, normalizers: Optional[Dict[str, jax.Array]] = None
@@ -179,7 +198,7 @@ class BertMlmNsp(Objective):
         deterministic=deterministic, rngs=rngs)
 
     weights = batch["masked_lm_weights"].astype(jnp.float32)               # [B, P]
-    mlm_nll, mlm_correct = _cross_entropy(out["prediction_logits"], batch["masked_lm_ids"])
+    mlm_nll, mlm_correct = _cross_entropy(out[self.MLM_LOGITS], batch["masked_lm_ids"])
     mlm_sum = jnp.sum(mlm_nll * weights)
     mlm_weight = jnp.sum(weights)
     metrics = {
@@ -187,14 +206,14 @@ class BertMlmNsp(Objective):
         "mlm_accuracy": (jnp.sum(mlm_correct * weights), mlm_weight),
     }
     loss = mlm_sum / norm["mlm"]
-    if self.mlm.nsp:
-      labels = batch["next_sentence_label"]                                 # [B]
+    if self.sentence_task:
+      labels = batch[self.SENTENCE_LABEL]                                  # [B]
       ex = example_weights(batch)                                          # [B]
-      nsp_nll, nsp_correct = _cross_entropy(out["seq_relationship_logits"], labels)
+      nll, correct = _cross_entropy(out[self.SENTENCE_LOGITS], labels)
       count = jnp.sum(ex)
-      loss = loss + jnp.sum(nsp_nll * ex) / norm["nsp"]
-      metrics["nsp_loss"] = (jnp.sum(nsp_nll * ex), count)
-      metrics["nsp_accuracy"] = (jnp.sum(nsp_correct * ex), count)
+      loss = loss + jnp.sum(nll * ex) / norm["sentence"]
+      metrics[f"{self.SENTENCE_METRIC}_loss"] = (jnp.sum(nll * ex), count)
+      metrics[f"{self.SENTENCE_METRIC}_accuracy"] = (jnp.sum(correct * ex), count)
     # This batch's loss with weight 1; with normalizers, this micro-batch's
     # share of the whole batch's loss (the train step adds the shares up).
     metrics["loss"] = (loss, jnp.ones((), jnp.float32))

@@ -1,0 +1,66 @@
+"""Trains a byte-level BPE vocabulary (vocab.json + merges.txt) from a local corpus.
+
+  python -m plm_jax.data.bpe_train --input='/data/books/*.txt' --reader=gutenberg \
+      --out_dir=/tmp/bpe_books --vocab_size=8000
+
+Documents come from the pretraining pipeline's readers. The merges are learnt
+with the `tokenizers` package (ByteLevelBPETokenizer: GPT-2's byte map and
+pre-tokenization), written in the GPT-2 / RoBERTa file format; encoding then
+uses plm_jax.data.bpe. Ids 0-4 are RoBERTa's special tokens <s> <pad> </s>
+<unk> <mask>. Then point the config at it:
+  --config.data.vocab.type=bpe --config.data.vocab.path=<out_dir>/vocab.json
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Iterator, Optional, Sequence
+
+from plm_jax.data import bpe, corpora
+
+SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+
+
+def _documents(paths: str, reader: str, doc_separator: str, max_documents: int) -> Iterator[str]:
+  for n, doc in enumerate(corpora.iter_documents(paths, reader, doc_separator=doc_separator,
+                                                 config_key="--input")):
+    if max_documents and n >= max_documents:
+      return
+    yield doc
+
+
+def train(input_globs: str, out_dir: str, vocab_size: int, *, reader: str = "plain",
+          doc_separator: str = "blank_line", max_documents: int = 0,
+          min_frequency: int = 2) -> bpe.ByteLevelBPEVocabulary:
+  """Writes out_dir/vocab.json and out_dir/merges.txt; returns the vocabulary."""
+  try:
+    from tokenizers import ByteLevelBPETokenizer  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise ValueError("training a byte-level BPE needs the `tokenizers` package "
+                     "(pip install tokenizers)") from None
+  tokenizer = ByteLevelBPETokenizer(add_prefix_space=False)
+  tokenizer.train_from_iterator(
+      _documents(input_globs, reader, doc_separator, max_documents), vocab_size=vocab_size,
+      min_frequency=min_frequency, special_tokens=list(SPECIALS), show_progress=False)
+  os.makedirs(out_dir, exist_ok=True)
+  tokenizer.save_model(out_dir)
+  return bpe.ByteLevelBPEVocabulary(os.path.join(out_dir, "vocab.json"))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> bpe.ByteLevelBPEVocabulary:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--input", required=True, help="comma-separated file globs")
+  p.add_argument("--reader", default="plain", choices=sorted(corpora.READERS))
+  p.add_argument("--doc_separator", default="blank_line", choices=["blank_line", "line"])
+  p.add_argument("--out_dir", required=True, help="writes vocab.json and merges.txt here")
+  p.add_argument("--vocab_size", type=int, default=8000)
+  p.add_argument("--max_documents", type=int, default=0, help="at most this many (0: all)")
+  args = p.parse_args(argv)
+  vocab = train(args.input, args.out_dir, args.vocab_size, reader=args.reader,
+                doc_separator=args.doc_separator, max_documents=args.max_documents)
+  print(f"wrote {args.out_dir}/vocab.json and merges.txt ({vocab.vocab_size} tokens)")
+  return vocab
+
+
+if __name__ == "__main__":
+  main()
