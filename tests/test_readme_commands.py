@@ -268,7 +268,7 @@ def uses_trained_vocabulary(command):
 def test_sentencepiece_commands(tmp_path, monkeypatch):
   """The README's SentencePiece commands: train a model (at most 3,000 sentences), then the
   training command that points data.vocab.path at it, without data.vocab.type, gets it."""
-  from plm_jax.data import paths, spm_train, vocab as vocab_lib
+  from plm_jax.data import paths, vocab as vocab_lib
   from plm_jax.train.config import validate_config
   if not os.path.isdir(os.path.join(paths.data_dir(), "pretrain")):
     pytest.skip("shared data bundle not mounted")
@@ -351,7 +351,7 @@ def test_long_training_commands_run(tmp_path, monkeypatch):
   """Every other documented main.py command, two steps and one eval batch, exit 0 with a
   final metrics line; the books + Wikipedia one with its documents counted per reader over
   the whole corpus (run the SentencePiece commands first: they need its model)."""
-  from plm_jax.data import corpora, paths, spm_train
+  from plm_jax.data import corpora, paths
   default_config, _ = docs.config_of([])
   if os.path.isdir(os.path.join(paths.data_dir(), "pretrain")):
     train_documented_vocabularies(tmp_path, monkeypatch)
