@@ -28,6 +28,8 @@ def _eval_examples(config):
 def test_plugin_family_trains_evaluates_and_exports(tmp_path):
   c = plugin_causal_lm.config(num_steps=8, eval_every=4, checkpoint_every=4)
   n_eval = _eval_examples(c)
+  # A batch size (even: two devices) that leaves the eval set a partial last batch.
+  c.train.batch_size = next(b for b in (8, 6, 10, 4) if n_eval % b)
   assert n_eval % c.train.batch_size, "the eval set should end in a partial batch"
   final = trainer.train_and_evaluate(c, str(tmp_path), devices=jax.devices()[:2])
   # Every eval example is scored exactly once by the host-side metric.
