@@ -94,7 +94,8 @@ def default_job(tmp_path_factory):
 # Every line the default job may print; anything else (library noise) fails the test.
 CONSOLE_LINE = re.compile(
     r"^(config \S+, workdir \S+|initialised a new run in .*|compiling the (train|eval) step \.\.\."
-    r"|step \d+/\d+ \| .*|eval  \d+/\d+ \| .*|exported params to .*|final metrics: .*)$")
+    r"|corpus, \w+ split: .*|step \d+/\d+ \| .*|eval  \d+/\d+ \| .*|exported params to .*"
+    r"|final metrics: .*)$")
 NOISE = re.compile(r"absl::InitializeLog|cudart|cuInit|CUDA|cuda|cpu_feature_guard|"
                    r"TensorFlow binary|^[IWEF]\d{4} |FunctionDataset|dataset_providers")
 
@@ -119,7 +120,8 @@ def test_default_job_console(default_job):
   assert lines[-1].startswith("final metrics: ") and "eval/mlm_accuracy=" in lines[-1]
   # The default workdir names the config file and size.
   workdir = cwd / "workdir" / "bert_tiny"
-  assert sorted(os.listdir(workdir)) == ["checkpoints", "export", "tensorboard"]
+  assert sorted(os.listdir(workdir)) == ["checkpoint_history.txt", "checkpoints", "export",
+                                         "metrics.jsonl", "tensorboard"]
 
 
 def test_finished_workdir_has_nothing_to_do(default_job):
