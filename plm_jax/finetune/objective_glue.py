@@ -17,7 +17,6 @@ bucket; `input_ids`, `attention_mask`, `token_type_ids` are [B, bucket length].
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import Any, Dict, Optional, Tuple
 
@@ -26,13 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm_jax.configlib import fail, param
-from plm_jax.data.config import VocabConfig
-from plm_jax.finetune import backbones, batching, common, glue
+from plm_jax.objectives.base import Batch, Metrics, example_weights, register
+from plm_jax.finetune import batching, common, glue
 from plm_jax.finetune.heads import FinetuneModel
+from plm_jax.finetune.objective_base import SEQUENCE, SHARED_SECTIONS, FinetuneObjective
 from plm_jax.objectives import losses
-from plm_jax.objectives.base import Batch, Metrics, Objective, example_weights, register
-
-SEQUENCE = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,69 +54,26 @@ class GlueTaskConfig:
 
 
 @register("glue")
-class GlueFinetune(Objective):
+class GlueFinetune(FinetuneObjective):
   """Sequence classification / regression on one GLUE task."""
-  SECTIONS = {"task": GlueTaskConfig, "init": common.InitConfig,
-              "model": common.FinetuneModelConfig, "vocab": VocabConfig}
-  variable_length_features = SEQUENCE
+  SECTIONS = dict(task=GlueTaskConfig, **SHARED_SECTIONS)
 
   def __init__(self, config):
     super().__init__(config)
     self.task_config: GlueTaskConfig = self.sections["task"]
     self.task = glue.TASKS[self.task_config.name]
-    self.model_section: common.FinetuneModelConfig = self.sections["model"]
-    self.checkpoint = common.Checkpoint(self.sections["init"], self.model_section)
-    self.backbone = self.checkpoint.backbone
-    self.family = self.backbone.family
-    self._vocab = None
-    self._model_config = None
     self._examples: Dict[str, Any] = {}
 
-  # ---- vocabulary / model ----------------------------------------------------------------
-  def vocabulary(self):
-    if self._vocab is None:
-      from plm_jax.data import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
-      self._vocab = vocab_lib.get_vocabulary(self.checkpoint.vocab_config(self.sections["vocab"]))
-    return self._vocab
-
-  def model_config(self):
-    if self._model_config is None:
-      cfg = self.checkpoint.model_config(int(self.vocabulary().vocab_size))
-      max_pos = getattr(cfg, "max_position_embeddings", None)
-      if max_pos is not None and self.task_config.max_seq_length > max_pos:
-        fail("config.task.max_seq_length", self.task_config.max_seq_length,
-             f"must be <= the model's max_position_embeddings={max_pos}")
-      self._model_config = cfg
-    return self._model_config
-
   def input_ranges(self) -> Dict[str, int]:
-    out = common.model_input_ranges(self.model_config())
+    out = super().input_ranges()
     if self.task.labels is not None:
       out["label"] = self.task.num_labels
     return out
-
-  def check_run(self, run) -> None:
-    if run.optimizer.layer_decay != 1.0 and self.model_section.scan_layers:
-      fail("config.optimizer.layer_decay", run.optimizer.layer_decay,
-           "layer-wise decay needs unrolled layers (config.model.scan_layers=False)")
 
   def make_model(self) -> FinetuneModel:
     return FinetuneModel(self.family, self.model_config(), head="classification",
                          num_labels=self.task.num_labels,
                          classifier_dropout=self.model_section.head_dropout)
-
-  def init_params(self, rng: jax.Array) -> Any:
-    ids = jnp.zeros((1, 8), jnp.int32)
-    return self.make_model().init({"params": rng}, ids, jnp.ones_like(ids), jnp.zeros_like(ids),
-                                  deterministic=True)["params"]
-
-  def initial_params(self):
-    params = self.checkpoint.backbone_params(self.model_config())
-    return None if params is None else {self.backbone.module_name: params}
-
-  def lr_scales(self, params: Any, decay: float) -> Any:
-    cfg = self.model_config()
-    return common.layer_scales(params, self.backbone, self.backbone.num_layers(cfg), decay)
 
   # ---- data -----------------------------------------------------------------------------
   def examples(self, split: str):
@@ -223,10 +177,3 @@ class GlueFinetune(Objective):
     path = glue.write_submission(self.task, os.path.join(workdir, "glue_submission"),
                                  preds["idx"], preds["prediction"])
     return {"submission": path}
-
-
-def steps_for_epochs(num_examples: int, epochs: float, batch_size: int) -> int:
-  return max(int(math.ceil(num_examples * epochs / batch_size)), 1)
-
-
-__all__ = ["GlueFinetune", "GlueTaskConfig", "backbones", "steps_for_epochs"]

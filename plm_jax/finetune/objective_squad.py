@@ -26,13 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm_jax.configlib import fail, param
-from plm_jax.data.config import VocabConfig
+from plm_jax.objectives.base import Batch, Metrics, example_weights, register
 from plm_jax.finetune import batching, common
 from plm_jax.finetune.heads import FinetuneModel
+from plm_jax.finetune.objective_base import SEQUENCE, SHARED_SECTIONS, FinetuneObjective
 from plm_jax.objectives import losses
-from plm_jax.objectives.base import Batch, Metrics, Objective, example_weights, register
-
-SEQUENCE = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,61 +61,23 @@ class SquadTaskConfig:
 
 
 @register("squad")
-class SquadFinetune(Objective):
-  SECTIONS = {"task": SquadTaskConfig, "init": common.InitConfig,
-              "model": common.FinetuneModelConfig, "vocab": VocabConfig}
-  variable_length_features = SEQUENCE
+class SquadFinetune(FinetuneObjective):
+  SECTIONS = dict(task=SquadTaskConfig, **SHARED_SECTIONS)
 
   def __init__(self, config):
     super().__init__(config)
     self.task: SquadTaskConfig = self.sections["task"]
-    self.model_section: common.FinetuneModelConfig = self.sections["model"]
-    self.checkpoint = common.Checkpoint(self.sections["init"], self.model_section)
-    self.backbone = self.checkpoint.backbone
-    self.family = self.backbone.family
-    self._vocab = self._model_config = None
     self._questions: Optional[Dict[str, Any]] = None
     self._features: Dict[str, Any] = {}
     self.split_label = ""
 
-  # ---- model ----------------------------------------------------------------------------
-  def vocabulary(self):
-    if self._vocab is None:
-      from plm_jax.data import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
-      self._vocab = vocab_lib.get_vocabulary(self.checkpoint.vocab_config(self.sections["vocab"]))
-    return self._vocab
-
-  def model_config(self):
-    if self._model_config is None:
-      cfg = self.checkpoint.model_config(int(self.vocabulary().vocab_size))
-      max_pos = getattr(cfg, "max_position_embeddings", None)
-      if max_pos is not None and self.task.max_seq_length > max_pos:
-        fail("config.task.max_seq_length", self.task.max_seq_length,
-             f"must be <= the model's max_position_embeddings={max_pos}")
-      self._model_config = cfg
-    return self._model_config
-
   def input_ranges(self) -> Dict[str, int]:
     n = self.task.max_seq_length
-    return dict(common.model_input_ranges(self.model_config()), start_positions=n,
-                end_positions=n)
+    return dict(super().input_ranges(), start_positions=n, end_positions=n)
 
   def make_model(self) -> FinetuneModel:
     return FinetuneModel(self.family, self.model_config(), head="span",
                          classifier_dropout=self.model_section.head_dropout)
-
-  def init_params(self, rng: jax.Array) -> Any:
-    ids = jnp.zeros((1, 8), jnp.int32)
-    return self.make_model().init({"params": rng}, ids, jnp.ones_like(ids), jnp.zeros_like(ids),
-                                  deterministic=True)["params"]
-
-  def initial_params(self):
-    params = self.checkpoint.backbone_params(self.model_config())
-    return None if params is None else {self.backbone.module_name: params}
-
-  def lr_scales(self, params: Any, decay: float) -> Any:
-    cfg = self.model_config()
-    return common.layer_scales(params, self.backbone, self.backbone.num_layers(cfg), decay)
 
   # ---- data -----------------------------------------------------------------------------
   def questions(self) -> Dict[str, Any]:

@@ -1,7 +1,6 @@
-"""Objectives: importing this package registers every built-in objective."""
+"""Objectives: importing this package registers every built-in pretraining objective
+(the fine-tuning ones: plm_jax.finetune.objectives; base.registered() loads both)."""
 from plm_jax.objectives.base import Objective, get_objective, register  # noqa: F401
 from plm_jax.objectives import bert_pretrain  # noqa: F401  (registers "bert_mlm_nsp")
 from plm_jax.objectives import roberta_pretrain  # noqa: F401,E402  (registers "roberta_mlm")
 from plm_jax.objectives import albert_pretrain  # noqa: F401,E402  (registers "albert_mlm_sop")
-from plm_jax.finetune import objective_glue  # noqa: F401  (registers "glue")
-from plm_jax.finetune import objective_squad  # noqa: F401  (registers "squad")

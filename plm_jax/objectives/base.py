@@ -53,6 +53,9 @@ def register(name: str):
 
 def registered() -> Tuple[str, ...]:
   import plm_jax.objectives  # noqa: F401  pylint: disable=import-outside-toplevel
+  # The fine-tuning objectives live in plm_jax.finetune (they build on plm_jax.objectives,
+  # so that package cannot import them while it initialises).
+  import plm_jax.finetune.objectives  # noqa: F401  pylint: disable=import-outside-toplevel
   return tuple(sorted(_REGISTRY))
 
 
