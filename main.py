@@ -96,6 +96,7 @@ def main(argv):
   from plm_jax import startup  # pylint: disable=import-outside-toplevel
   startup.quiet_tensorflow()   # before anything below imports TensorFlow
   import jax  # pylint: disable=import-outside-toplevel
+  startup.enable_compilation_cache()
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel

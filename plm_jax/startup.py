@@ -69,3 +69,45 @@ def quiet_tensorflow() -> None:
     if failed or user_level == "0":
       sys.stderr.write(text)
       sys.stderr.flush()
+
+
+CACHE_VAR = "PLM_JAX_COMPILATION_CACHE"
+
+
+def compilation_cache_dir() -> str:
+  """Where compiled XLA programs are kept between runs; "" when caching is off.
+
+  JAX's own JAX_COMPILATION_CACHE_DIR wins when set. Otherwise PLM_JAX_COMPILATION_CACHE
+  names the directory ("0" or "off" turns caching off); unset, it is
+  $XDG_CACHE_HOME/plm_jax/xla (~/.cache/plm_jax/xla).
+  """
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]
+  value = os.environ.get(CACHE_VAR, "")
+  if value.lower() in ("0", "off", "false", "no"):
+    return ""
+  if value:
+    return os.path.abspath(os.path.expanduser(value))
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "plm_jax", "xla")
+
+
+def enable_compilation_cache() -> str:
+  """Turns on JAX's persistent compilation cache (see compilation_cache_dir).
+
+  A rerun, a resumed run, every seed of a fine-tuning matrix and each length bucket
+  seen before then load the compiled train and eval steps instead of compiling them
+  again (on CPU about half of a step's compile time is saved; on TPU most of it).
+  Call it before the first jit compiles. Returns the directory ("" when off, or when
+  the directory cannot be created: caching is an optimisation, never a failure).
+  """
+  path = compilation_cache_dir()
+  if not path:
+    return ""
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError:
+    return ""
+  import jax  # pylint: disable=import-outside-toplevel
+  jax.config.update("jax_compilation_cache_dir", path)
+  return path

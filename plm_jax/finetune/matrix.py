@@ -262,6 +262,9 @@ def main(argv=None) -> None:
   def run(args):
     from absl import logging  # pylint: disable=import-outside-toplevel
     logging.set_verbosity(logging.WARNING)   # Orbax logs every save at INFO
+    from plm_jax import startup  # pylint: disable=import-outside-toplevel
+    startup.quiet_tensorflow()
+    startup.enable_compilation_cache()       # every cell of one model reuses its compiles
     if len(args) > 1:
       raise app.UsageError(f"unexpected arguments {args[1:]}")
     if config.value is None or not workdir.value:
