@@ -15,7 +15,9 @@ a fresh classifier on the pooled output, the task's train split from ../shared/d
 Each side runs in its own process, one after the other, on the same cores. Printed per
 side: training wall time (compile included for plm_jax, reported on its own too), real
 (non-padding) training tokens per second, the padding fraction, and the dev metrics;
-then the speed ratio and the metric differences. Seeds differ in what they drive
+then the speed ratio and the metric differences. The plm_jax seeds of one bench run share
+a fresh persistent compilation cache (as successive main.py runs share theirs), so the
+first seed pays every compile; --cold makes each seed compile on its own. Seeds differ in what they drive
 (initial classifier, dropout, order), so agreement is judged on means over seeds.
 
   python bench/bench_finetune.py --task sst2 --epochs 1 --seeds 0
@@ -45,6 +47,9 @@ def _args(argv=None):
   p.add_argument("--max_length", type=int, default=128)
   p.add_argument("--threads", type=int, default=0, help="0: all cores")
   p.add_argument("--side", default="both", choices=("both", "jax", "torch"))
+  p.add_argument("--cold", action="store_true",
+                 help="no compilation cache: every seed compiles its steps (default: the "
+                      "seeds of one bench run share a fresh cache, as main.py runs do)")
   p.add_argument("--json", default="", help="(internal) write one side's result here")
   return p.parse_args(argv)
 
@@ -65,6 +70,8 @@ def run_jax(a, seed: int) -> dict:
   from configs import glue as glue_config  # pylint: disable=import-outside-toplevel
   from plm_jax.data import paths  # pylint: disable=import-outside-toplevel
   from plm_jax.train import config as train_config, reporting, trainer  # pylint: disable=import-outside-toplevel
+  from plm_jax import startup  # pylint: disable=import-outside-toplevel
+  startup.enable_compilation_cache()     # PLM_JAX_COMPILATION_CACHE as set by main() below
   c = glue_config.get_config(a.task)
   c.task.data_dir = _glue_dir()
   c.task.max_seq_length = a.max_length
@@ -201,7 +208,7 @@ def run_torch(a, seed: int) -> dict:
           "dev": dev_metrics}
 
 
-def _side(a, side: str, seed: int) -> dict:
+def _side(a, side: str, seed: int, cache: str) -> dict:
   with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
     out = f.name
   cmd = [sys.executable, os.path.abspath(__file__), "--side", side, "--json", out,
@@ -209,8 +216,9 @@ def _side(a, side: str, seed: int) -> dict:
              ("task", a.task), ("epochs", a.epochs), ("max_steps", a.max_steps),
              ("batch_size", a.batch_size), ("lr", a.lr), ("max_length", a.max_length),
              ("threads", a.threads))]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PLM_JAX_COMPILATION_CACHE=cache,
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
   subprocess.run(cmd, check=True, env=env, cwd=REPO)
   with open(out, encoding="utf-8") as f:
     result = json.load(f)
@@ -229,7 +237,9 @@ def main(argv=None) -> None:
   import numpy as np  # pylint: disable=import-outside-toplevel
   from plm_jax.finetune import metrics  # pylint: disable=import-outside-toplevel
   sides = ("jax", "torch") if a.side == "both" else (a.side,)
-  results = {s: [_side(a, s, seed) for seed in seeds] for s in sides}
+  with tempfile.TemporaryDirectory() as cache:   # fresh: the first seed compiles
+    results = {s: [_side(a, s, seed, "off" if a.cold else cache) for seed in seeds]
+               for s in sides}
   print(f"\nGLUE {a.task}: MiniLM-L6-H384, {a.epochs:g} epoch(s)"
         f"{f' capped at {a.max_steps} steps' if a.max_steps else ''}, batch {a.batch_size}, "
         f"lr {a.lr:g}, max length {a.max_length}, seeds {seeds}")

@@ -43,7 +43,8 @@ def get_config(arg: str = "sst2") -> ml_collections.ConfigDict:
   t.tfds_data_dir = ""                   # TFDS data_dir (prepared glue/* data sets)
   t.tfds_name = ""                       # empty: glue/<task>
   t.max_seq_length = 128                 # longer pairs are cut from the end of the longer text
-  t.buckets = (16, 24, 32, 48, 64, 96, 128)  # padded lengths (one compiled step each); last = max
+  # Padded lengths, one compiled step each (kept by the compilation cache); last = max length.
+  t.buckets = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128)
   t.train_split = "train"
   t.eval_split = "validation"
   t.predict_test = True                  # write workdir/glue_submission/<Task>.tsv at the end

@@ -39,7 +39,7 @@ class GlueTaskConfig:
   tfds_data_dir: str = ""
   tfds_name: str = ""                     # empty: the task's glue/<name>
   max_seq_length: int = param(128, ge=8)
-  buckets: Tuple[int, ...] = (16, 24, 32, 48, 64, 96, 128)  # padded lengths; last = max length
+  buckets: Tuple[int, ...] = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128)  # padded lengths; last = max length
   train_split: str = "train"
   eval_split: str = "validation"
   predict_test: bool = True               # write the test split's submission file at the end
