@@ -110,7 +110,9 @@ def save_tokenizer(export_dir: str, vocab: Any, model_max_length: Optional[int] 
   A WordPiece vocabulary (plm_jax.data.vocab.WordPieceVocabulary: its tokens and case) gives
   vocab.txt and a tokenizer_config.json for transformers' BertTokenizer, whose ids it
   matches; a SentencePiece one gives its model as spiece.model (no tokenizer_config: no
-  transformers class reproduces seqio's SentencePiece ids exactly). None writes nothing.
+  transformers class reproduces seqio's SentencePiece ids exactly); a byte-level BPE one
+  (plm_jax.data.bpe) its vocab.json and merges.txt with a tokenizer_config.json for
+  RobertaTokenizer (RoBERTa's <s> </s> specials) or GPT2Tokenizer. None writes nothing.
   Only process 0 writes.
   """
   if vocab is None or jax.process_index() != 0:
@@ -126,6 +128,22 @@ def save_tokenizer(export_dir: str, vocab: Any, model_max_length: Optional[int] 
     with open(os.path.join(export_dir, "tokenizer_config.json"), "w") as f:
       json.dump(config, f, indent=2, sort_keys=True)
     return ("vocab.txt", "tokenizer_config.json")
+  if hasattr(vocab, "merges_path") and hasattr(vocab, "vocab_path"):   # byte-level BPE
+    for src, name in ((vocab.vocab_path, "vocab.json"), (vocab.merges_path, "merges.txt")):
+      with open(src, "rb") as f_in, open(os.path.join(export_dir, name), "wb") as f_out:
+        f_out.write(f_in.read())
+    specials = getattr(vocab, "special_tokens", {})
+    names = {"cls": "cls_token", "sep": "sep_token", "pad": "pad_token", "unk": "unk_token",
+             "mask": "mask_token", "bos": "bos_token", "eos": "eos_token"}
+    config = {"tokenizer_class": "RobertaTokenizer" if "cls" in specials else "GPT2Tokenizer",
+              **{names[r]: t for r, t in specials.items() if r in names}}
+    if "cls" in specials:
+      config.update(bos_token=specials["cls"], eos_token=specials["sep"])
+    if model_max_length:
+      config["model_max_length"] = int(model_max_length)
+    with open(os.path.join(export_dir, "tokenizer_config.json"), "w") as f:
+      json.dump(config, f, indent=2, sort_keys=True)
+    return ("vocab.json", "merges.txt", "tokenizer_config.json")
   model = getattr(vocab, "sp_model", None)   # seqio.SentencePieceVocabulary: the model bytes
   if model:
     with open(os.path.join(export_dir, "spiece.model"), "wb") as f:

@@ -59,6 +59,9 @@ class Converter:
   head_model_class: Optional[Type[nn.Module]] = None   # backbone + heads (e.g. BertForPreTraining)
   rules: Sequence[Rule] = ()
   head_prefixes: Tuple[str, ...] = ()       # HF name prefixes of the head tensors
+  # Fine-tuning task heads (XForSequenceClassification, XForQuestionAnswering): not part of
+  # any model here, so dropped from every import (a fine-tuned checkpoint's backbone loads).
+  task_head_prefixes: Tuple[str, ...] = ("classifier.", "qa_outputs.")
   hf_backbone_prefix: str = ""
   flax_backbone_prefix: str = ""
   flax_head_prefixes: Tuple[str, ...] = ()  # head param paths; needed when no backbone prefix
@@ -145,7 +148,7 @@ class Converter:
     out, pre = {}, self.hf_backbone_prefix
     for name, value in tensors.items():
       name = self.rename(name)
-      if pre and not name.startswith((pre,) + self.head_prefixes):
+      if pre and not name.startswith((pre,) + self.head_prefixes + self.task_head_prefixes):
         name = pre + name
       if name in out:
         raise ConversionError(f"checkpoint holds {name} twice (with and without the {pre!r} prefix)")
@@ -167,6 +170,10 @@ class Converter:
     except TypeError as e:   # a value of the wrong type (e.g. a string size)
       raise ValueError(f"{config_path}: a value has the wrong type ({e})") from None
     tensors = self._canonical_names(hf_io.read_weights(hf_dir))
+    task = sorted(n for n in tensors if n.startswith(self.task_head_prefixes))
+    if task:
+      logging.info("%s: task head tensors not imported: %s", hf_dir, ", ".join(task))
+      tensors = {n: v for n, v in tensors.items() if n not in task}
     present = {pre for pre in self.head_prefixes if any(n.startswith(pre) for n in tensors)}
     if with_heads is None:
       # Some heads (e.g. BertForMaskedLM: MLM, no NSP): the head model, the rest fresh.

@@ -113,6 +113,10 @@ class ByteLevelBPEVocabulary(seqio.Vocabulary):
     return self._vocab_path
 
   @property
+  def merges_path(self) -> str:
+    return self._merges_path
+
+  @property
   def pad_id(self) -> int:
     return self._encoder.get("<pad>", 0)
 

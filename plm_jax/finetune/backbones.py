@@ -40,6 +40,14 @@ class Backbone:
   sequence_output: str                              # output name of the [B, L, H] states
   num_layers: Callable[[Any], int]
   layer_depth: Callable[[str, int], int]            # (param path 'a/b/c', num_layers) -> depth
+  # classification head: "pooled" (dropout -> classifier on summary_output: BERT, ALBERT) or
+  # "first_token_mlp" (RoBERTa: dropout -> dense H -> tanh -> dropout -> out_proj on the
+  # first token of sequence_output; params classifier/{dense,out_proj} as in HF)
+  classifier: str = "pooled"
+  # vocabulary -> config fields a fresh backbone takes from it (RoBERTa: pad_token_id)
+  fresh_fields: Callable[[Any], Dict[str, Any]] = lambda vocab: {}
+  # model config -> why layer-wise lr decay cannot apply ("" when it can)
+  layer_decay_error: Callable[[Any], str] = lambda cfg: ""
 
 
 def register_backbone(backbone: Backbone) -> Backbone:
@@ -121,3 +129,89 @@ def _register_bert():
 
 
 _register_bert()
+
+
+# ---- RoBERTa ----------------------------------------------------------------------------
+
+def _roberta_inputs(ids_a, ids_b, max_length: int, special: Mapping[str, int]
+                    ) -> Dict[str, np.ndarray]:
+  """<s> A </s> (</s> B </s>), one token type (fairseq / HF RobertaTokenizer)."""
+  budget = max_length - (4 if ids_b is not None else 2)
+  a, b = truncate_pair(ids_a, ids_b, budget)
+  ids = [special["cls"]] + a + [special["sep"]]
+  if b is not None:
+    ids += [special["sep"]] + b + [special["sep"]]
+  return {"input_ids": np.asarray(ids, np.int32),
+          "token_type_ids": np.zeros(len(ids), np.int32)}
+
+
+def _roberta_fresh_fields(vocab) -> Dict[str, Any]:
+  from plm_jax.data import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
+  return {"pad_token_id": vocab_lib.special_ids(vocab, ("pad",))[0]}
+
+
+def _register_roberta():
+  from plm_jax.models.roberta import RobertaConfig, RobertaModel  # pylint: disable=import-outside-toplevel
+  register_backbone(Backbone(
+      family="roberta", module_name="roberta", config_class=RobertaConfig,
+      sizes={"tiny": dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256),
+             "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072)},
+      make_module=RobertaModel, apply_overrides=_bert_overrides, format_inputs=_roberta_inputs,
+      special_roles=("cls", "sep"), summary_output="pooler_output",
+      sequence_output="last_hidden_state", num_layers=lambda cfg: cfg.num_layers,
+      layer_depth=encoder_layer_depth, classifier="first_token_mlp",
+      fresh_fields=_roberta_fresh_fields))
+
+
+# ---- ALBERT -----------------------------------------------------------------------------
+
+_GROUP = re.compile(r"(?:^|/)groups_(\d+)_layers_\d+(?:/|$)")
+
+
+def _albert_depth(path: str, num_layers: int) -> int:
+  """Embeddings and the E -> H mapping 0; layer group g (share_mode none: layer g) -> g + 1;
+  pooler and heads num_layers + 1."""
+  m = _GROUP.search(path)
+  if m:
+    return int(m.group(1)) + 1
+  parts = path.split("/")
+  if len(parts) > 1 and (parts[1] == "embeddings" or path.endswith(
+      "embedding_hidden_mapping_in/kernel") or path.endswith("embedding_hidden_mapping_in/bias")):
+    return 0
+  return num_layers + 1
+
+
+def _albert_layer_decay_error(cfg) -> str:
+  if cfg.share_mode == "none" or cfg.groups == cfg.num_layers:
+    return ""
+  return (f"ALBERT shares its layers (config share_mode={cfg.share_mode!r}, "
+          f"{cfg.groups} group(s) for {cfg.num_layers} layers): a parameter has no single depth")
+
+
+def _albert_overrides(cfg, o: Mapping[str, Any]):
+  for key, plain in (("scan_layers", False), ("remat_policy", "none")):
+    if o[key] != plain:
+      raise ValueError(f"config.model.{key}={o[key]!r}: not available for the albert "
+                       f"backbone (its shared layers are built unrolled); use {plain!r}")
+  return cfg.replace(hidden_dropout_rate=o["hidden_dropout"],
+                     attention_dropout_rate=o["attention_dropout"], dtype=o["dtype"],
+                     fused_ops=o["fused_ops"])
+
+
+def _register_albert():
+  from plm_jax.models.albert import AlbertConfig, AlbertModel  # pylint: disable=import-outside-toplevel
+  register_backbone(Backbone(
+      family="albert", module_name="albert", config_class=AlbertConfig,
+      sizes={"tiny": dict(embedding_size=32, hidden_size=64, num_layers=2, num_heads=2,
+                          intermediate_size=256),
+             "base": dict(embedding_size=128, hidden_size=768, num_layers=12, num_heads=12,
+                          intermediate_size=3072)},
+      make_module=AlbertModel, apply_overrides=_albert_overrides, format_inputs=_bert_inputs,
+      special_roles=("cls", "sep"), summary_output="pooler_output",
+      sequence_output="last_hidden_state",
+      num_layers=lambda cfg: cfg.num_layers if cfg.share_mode == "none" else cfg.groups,
+      layer_depth=_albert_depth, layer_decay_error=_albert_layer_decay_error))
+
+
+_register_roberta()
+_register_albert()

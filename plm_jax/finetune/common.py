@@ -84,10 +84,13 @@ class Checkpoint:
                 dtype=m.dtype, scan_layers=m.scan_layers, remat_policy=m.remat_policy,
                 fused_ops=m.fused_ops)
 
-  def model_config(self, vocab_size: int):
+  def model_config(self, vocab):
+    """The backbone's model config for `vocab` (a seqio vocabulary), with the run's overrides."""
     bb = self.backbone
+    vocab_size = int(vocab.vocab_size)
     if self.kind == "fresh":
-      cfg = bb.config_class(vocab_size=vocab_size, **bb.sizes[self.model.size])
+      cfg = bb.config_class(vocab_size=vocab_size, **bb.sizes[self.model.size],
+                            **bb.fresh_fields(vocab))
     elif self.kind == "hf":
       from plm_jax.convert import hf_io, registry  # pylint: disable=import-outside-toplevel
       conv = registry.get_converter(self.model.family)
@@ -104,6 +107,10 @@ class Checkpoint:
     if getattr(cfg, "vocab_size", vocab_size) != vocab_size:
       raise ValueError(f"{self.path}: the model's vocab_size is {cfg.vocab_size} but the "
                        f"vocabulary has {vocab_size} tokens (config.vocab)")
+    for key, value in bb.fresh_fields(vocab).items():
+      if self.kind != "fresh" and getattr(cfg, key) != value:
+        raise ValueError(f"{self.path}: the model's {key} is {getattr(cfg, key)} but the "
+                         f"vocabulary says {value} (config.vocab)")
     return bb.apply_overrides(cfg, self.overrides())
 
   def backbone_params(self, cfg) -> Optional[Dict]:
@@ -138,6 +145,8 @@ class Checkpoint:
       if os.path.isfile(tok_cfg):
         lower = bool(_read_json(tok_cfg).get("do_lower_case", True))
       return dataclasses.replace(vocab, type="wordpiece", path=txt, lowercase=lower)
+    if os.path.isfile(os.path.join(self.path, "vocab.json")):
+      return dataclasses.replace(vocab, type="bpe", path=os.path.join(self.path, "vocab.json"))
     for name in ("spiece.model", "sentencepiece.model", "spm.model"):
       if os.path.isfile(os.path.join(self.path, name)):
         return dataclasses.replace(vocab, type="sentencepiece",
@@ -145,7 +154,7 @@ class Checkpoint:
     if vocab.type == "builtin":
       return vocab
     raise ValueError(f"config.vocab.path is empty and {self.path} has no tokenizer files "
-                     "(vocab.txt, spiece.model); set config.vocab.type and config.vocab.path")
+                     "(vocab.txt, vocab.json + merges.txt, spiece.model); set config.vocab.type and config.vocab.path")
 
 
 def model_input_ranges(model_config) -> Dict[str, int]:

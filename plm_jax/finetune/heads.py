@@ -2,8 +2,11 @@
 
   FinetuneModel(family, config, head, num_labels, classifier_dropout)
     head="classification": dropout -> dense [H, num_labels] on the backbone's summary
-        (BERT: the pooled [CLS] output, as BertForSequenceClassification); num_labels=1
-        is regression (STS-B). Output {"logits": [B, num_labels]}.
+        (BERT, ALBERT: the pooled [CLS] output, as BertForSequenceClassification); num_labels=1
+        is regression (STS-B). Output {"logits": [B, num_labels]}. A backbone whose
+        `classifier` is "first_token_mlp" (RoBERTa) instead reads the first token's final
+        state: dropout -> dense [H, H] -> tanh -> dropout -> dense [H, num_labels]
+        (RobertaClassificationHead; params classifier/dense, classifier/out_proj).
     head="span": dense [H, 2] on every position (BertForQuestionAnswering's qa_outputs).
         Output {"start_logits": [B, L], "end_logits": [B, L]}.
 
@@ -25,6 +28,21 @@ from plm_jax.layers.mlp import dense
 HEADS = ("classification", "span")
 
 
+class FirstTokenClassifier(nn.Module):
+  """RoBERTa's sentence head on the first token's state: [B, H] -> logits [B, num_labels]."""
+  num_labels: int
+  dropout: float
+  std: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+    x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+    x = jnp.tanh(dense(x.shape[-1], ("embed", "mlp"), self.std, jnp.float32, "dense")(x))
+    x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+    return dense(self.num_labels, ("mlp", None), self.std, jnp.float32, "out_proj")(x
+                                                                                   ).astype(jnp.float32)
+
+
 class FinetuneModel(nn.Module):
   family: str
   config: Any
@@ -41,6 +59,10 @@ class FinetuneModel(nn.Module):
         input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
         deterministic=deterministic)
     std = float(getattr(self.config, "initializer_range", 0.02))
+    if self.head == "classification" and bb.classifier == "first_token_mlp":
+      x = out[bb.sequence_output][:, 0]                                # [batch, embed]
+      return {"logits": FirstTokenClassifier(self.num_labels, self.classifier_dropout, std,
+                                             name="classifier")(x, deterministic)}
     if self.head == "classification":
       x = out[bb.summary_output]                                       # [batch, embed]
       x = nn.Dropout(self.classifier_dropout)(x, deterministic=deterministic)

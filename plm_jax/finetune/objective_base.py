@@ -46,7 +46,7 @@ class FinetuneObjective(Objective):
 
   def model_config(self):
     if self._model_config is None:
-      cfg = self.checkpoint.model_config(int(self.vocabulary().vocab_size))
+      cfg = self.checkpoint.model_config(self.vocabulary())
       max_pos = getattr(cfg, "max_position_embeddings", None)
       if max_pos is not None and self.max_seq_length() > max_pos:
         fail("config.task.max_seq_length", self.max_seq_length(),
@@ -61,6 +61,11 @@ class FinetuneObjective(Objective):
     if run.optimizer.layer_decay != 1.0 and self.model_section.scan_layers:
       fail("config.optimizer.layer_decay", run.optimizer.layer_decay,
            "layer-wise decay needs unrolled layers (config.model.scan_layers=False)")
+    why = self.backbone.layer_decay_error(self.model_config()) if (
+        run.optimizer.layer_decay != 1.0) else ""
+    if why:
+      fail("config.optimizer.layer_decay", run.optimizer.layer_decay,
+           f"layer-wise decay is undefined here: {why}; use 1.0")
 
   def init_params(self, rng: jax.Array) -> Any:
     ids = jnp.zeros((1, 8), jnp.int32)

@@ -60,6 +60,9 @@ class SquadTaskConfig:
              "empty: give the dev JSON file, or set article_split to split train_path")
 
 
+SQUAD_FAMILIES = ("bert", "albert")   # backbones whose inputs are [CLS] A [SEP] B [SEP]
+
+
 @register("squad")
 class SquadFinetune(FinetuneObjective):
   SECTIONS = dict(task=SquadTaskConfig, **SHARED_SECTIONS)
@@ -67,6 +70,10 @@ class SquadFinetune(FinetuneObjective):
   def __init__(self, config):
     super().__init__(config)
     self.task: SquadTaskConfig = self.sections["task"]
+    if self.family not in SQUAD_FAMILIES:
+      fail("config.model.family", self.family,
+           f"SQuAD windows are built in BERT's [CLS] question [SEP] context [SEP] layout, "
+           f"which the {self.family} backbone does not use; SQuAD runs for {list(SQUAD_FAMILIES)}")
     self._questions: Optional[Dict[str, Any]] = None
     self._features: Dict[str, Any] = {}
     self.split_label = ""
