@@ -84,3 +84,23 @@ def test_missing_cell_runs(tmp_path, monkeypatch):
   assert ran == [("tiny_fresh", "rte", 1)]
   assert data["summary"]["tiny_fresh"]["rte"]["score"]["values"] == [0.5, 0.7]
   assert isinstance(m, ml_collections.ConfigDict)
+
+
+def test_a_finished_cell_with_another_config_stops_the_rerun(tmp_path, monkeypatch):
+  workdir = str(tmp_path)
+  m = _matrix()
+  m.models = {"tiny_fresh": m.models["tiny_fresh"]}
+  m.tasks = ("rte",)
+  for seed in m.seeds:
+    _write_result(workdir, "tiny_fresh", "rte", seed, 0.5)
+    path = os.path.join(matrix.cell_dir(workdir, "tiny_fresh", "rte", seed), matrix.RESULT)
+    record = json.load(open(path))
+    record["config"] = matrix._plain(matrix.cell_config(m, "tiny_fresh", "rte", seed))
+    json.dump(record, open(path, "w"))
+  monkeypatch.setattr(matrix, "run_cell", lambda *a, **k: pytest.fail("a finished cell ran"))
+  assert len(matrix.run_matrix(m, workdir)["cells"]) == 2        # same config: skipped
+  m.base.optimizer.learning_rate = 5e-4
+  with pytest.raises(ValueError, match=r"seed0/result.json: this cell finished with a "
+                     r"different config \(config.optimizer.learning_rate: 0.001 then, "
+                     r"0.0005 now\); delete .*seed0 to rerun it"):
+    matrix.run_matrix(m, workdir)

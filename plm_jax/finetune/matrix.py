@@ -77,14 +77,51 @@ def run_cell(matrix, model: str, task: str, seed: int, workdir: str) -> Dict[str
   result = {"model": model, "task": task, "seed": int(seed), "dev": dev,
             "steps": int(final["step"]), "seconds": round(time.time() - start, 1),
             "padding_fraction": round(objective.padding_fraction(run.train.batch_size,
-                                                                 run.seed), 4)}
+                                                                 run.seed), 4),
+            "config": _plain(config)}
   with open(os.path.join(directory, RESULT), "w", encoding="utf-8") as f:
     json.dump(result, f, indent=1)
   return result
 
 
+def _plain(config) -> Dict[str, Any]:
+  """A run config as JSON values (tuples as lists), for result.json and comparison."""
+  return json.loads(config.to_json())
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, Mapping):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def check_finished(path: str, config) -> None:
+  """A finished cell's recorded config must be the one the matrix asks for now: a changed
+  matrix (learning rate, steps, checkpoint) would otherwise mix old results into the report."""
+  with open(path, encoding="utf-8") as f:
+    recorded = json.load(f).get("config")
+  if recorded is None:           # written before configs were recorded
+    return
+  old, new = _flat(recorded), _flat(_plain(config))
+  diff = sorted(k for k in set(old) | set(new) if old.get(k, "<absent>") != new.get(k, "<absent>"))
+  if diff:
+    k = diff[0]
+    raise ValueError(f"{path}: this cell finished with a different config (config.{k}: "
+                     f"{old.get(k, '<absent>')!r} then, {new.get(k, '<absent>')!r} now"
+                     f"{f'; {len(diff) - 1} more' if len(diff) > 1 else ''}); delete "
+                     f"{os.path.dirname(path)} to rerun it, or restore the matrix config")
+
+
 def run_matrix(matrix, workdir: str) -> Dict[str, Any]:
   cells = [(m, t, int(s)) for m in matrix.models for t in matrix.tasks for s in matrix.seeds]
+  for model, task, seed in cells:
+    path = os.path.join(cell_dir(workdir, model, task, seed), RESULT)
+    if os.path.isfile(path):
+      check_finished(path, cell_config(matrix, model, task, seed))
   for i, (model, task, seed) in enumerate(cells):
     path = os.path.join(cell_dir(workdir, model, task, seed), RESULT)
     if os.path.isfile(path):
