@@ -164,6 +164,15 @@ def test_fresh_run_then_fine_tune_from_its_export(tmp_path, family, bpe_vocab):
   export = os.path.join(first, "export")
   files = set(os.listdir(export))
   assert ({"vocab.json", "merges.txt"} if family == "roberta" else {"vocab.txt"}) <= files
+  if family == "roberta":     # the exported tokenizer files load in transformers, same ids
+    transformers = pytest.importorskip("transformers")
+    from plm_jax.data import bpe, vocab as vocab_lib
+    ours = bpe.ByteLevelBPEVocabulary(bpe_vocab)
+    hf_tok = transformers.AutoTokenizer.from_pretrained(export)
+    text = "The river's mouth, 1,204 km away\tfroze in 1893."
+    assert type(hf_tok).__name__.startswith("RobertaTokenizer")
+    cls, sep = vocab_lib.special_ids(ours, ("cls", "sep"))
+    assert hf_tok(text)["input_ids"] == [cls] + ours.encode(text) + [sep]
   again = _config("mrpc", family)           # vocabulary from the export's tokenizer files
   again.init.hf_dir = export
   _, objective = train_config.validate_config(again, num_devices=1)
