@@ -10,6 +10,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import main_runner
 import plugin_causal_lm
@@ -62,6 +63,8 @@ def _command(workdir, steps):
           "20", "-1"]
 
 
+@pytest.mark.slow   # the fast tier: BERT's kill/resume (test_train_resume) and the carried
+                   # state's exact resume (test_spine_hooks) cover the same machinery
 def test_plugin_family_kill_and_resume_is_bit_exact(tmp_path):
   steps = 120
   killed, straight = tmp_path / "killed", tmp_path / "straight"
