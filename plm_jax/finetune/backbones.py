@@ -175,14 +175,15 @@ def _albert_depth(path: str, num_layers: int) -> int:
   if m:
     return int(m.group(1)) + 1
   parts = path.split("/")
-  if len(parts) > 1 and (parts[1] == "embeddings" or path.endswith(
-      "embedding_hidden_mapping_in/kernel") or path.endswith("embedding_hidden_mapping_in/bias")):
+  if len(parts) > 1 and (parts[1] == "embeddings" or "/embedding_hidden_mapping_in/" in path):
     return 0
   return num_layers + 1
 
 
 def _albert_layer_decay_error(cfg) -> str:
-  if cfg.share_mode == "none" or cfg.groups == cfg.num_layers:
+  # One parameter group per layer, named groups_{i}_layers_{k} (share_mode none or all);
+  # attention / ffn sharing splits a layer's params between groups_* and layers_*.
+  if cfg.share_mode in ("none", "all") and cfg.groups == cfg.num_layers:
     return ""
   return (f"ALBERT shares its layers (config share_mode={cfg.share_mode!r}, "
           f"{cfg.groups} group(s) for {cfg.num_layers} layers): a parameter has no single depth")
