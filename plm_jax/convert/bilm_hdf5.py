@@ -176,3 +176,35 @@ def save_weights(params: Mapping[str, Any], cfg: ElmoConfig, path: str) -> None:
         raise ValueError(f"save_weights: params {'/'.join(where)} has shape {value.shape}, "
                          f"the config gives {shape}")
       fout.create_dataset(name, data=value)
+
+
+def export_to_bilm(export_dir: str, out_dir: str) -> Tuple[str, str]:
+  """A plm_jax export of an ELMo biLM (workdir/export) -> out_dir/options.json and
+  out_dir/lm_weights.hdf5 (with the softmax), and vocab.txt when the export has one."""
+  import os  # pylint: disable=import-outside-toplevel
+  import shutil  # pylint: disable=import-outside-toplevel
+  from plm_jax.convert import export  # pylint: disable=import-outside-toplevel
+  family, cfg, params = export.load_export(export_dir)
+  if not isinstance(cfg, ElmoConfig):
+    raise ValueError(f"{export_dir}: a {family!r} export, not an ELMo biLM")
+  os.makedirs(out_dir, exist_ok=True)
+  options, weights = os.path.join(out_dir, "options.json"), os.path.join(out_dir,
+                                                                         "lm_weights.hdf5")
+  save_options(cfg, options)
+  save_weights(params, cfg, weights)
+  vocab = os.path.join(export_dir, "vocab.txt")
+  if os.path.isfile(vocab):
+    shutil.copyfile(vocab, os.path.join(out_dir, "vocab.txt"))
+  return options, weights
+
+
+if __name__ == "__main__":
+  import sys  # pylint: disable=import-outside-toplevel
+  if len(sys.argv) != 3:
+    sys.exit("usage: python -m plm_jax.convert.bilm_hdf5 EXPORT_DIR OUT_DIR")
+  try:
+    for written in export_to_bilm(sys.argv[1], sys.argv[2]):
+      print(f"wrote {written}")
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)

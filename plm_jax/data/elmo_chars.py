@@ -11,6 +11,7 @@ TensorFlow one (inside tf.data) are here; they agree exactly.
 from __future__ import annotations
 
 import collections
+import os
 from typing import Iterable, List, Sequence, Tuple
 
 import numpy as np
@@ -109,6 +110,15 @@ class WordVocab:
   @property
   def size(self) -> int:
     return len(self.words)
+
+  @property
+  def vocab_size(self) -> int:
+    return len(self.words)
+
+  def save_files(self, export_dir: str) -> Tuple[str, ...]:
+    """The export's tokenizer file: vocab.txt in bilm-tf's format (save_tokenizer calls it)."""
+    self.save(os.path.join(export_dir, "vocab.txt"))
+    return ("vocab.txt",)
 
   def encode(self, words: Iterable[str]) -> List[int]:
     return [self.ids.get(w, self.unk) for w in words]

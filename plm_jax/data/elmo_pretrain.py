@@ -2,7 +2,7 @@
 
   {'text'} --tf_tokenize--> <S> w1 ... wn </S> per line (ASCII punctuation split off)
   --> one stream of tokens across documents --> windows of seq_length tokens
-  --> token_ids int32 [T] (the word vocabulary; <UNK> for the rest) and
+  --> input_ids int32 [T] (the word vocabulary; <UNK> for the rest) and
       char_ids int32 [T, C] (plm_jax.data.elmo_chars, +1 shifted: no padding token)
 
 As bilm-tf's training data, the stream runs on across sentences and documents.
@@ -24,7 +24,7 @@ from plm_jax.data import elmo_chars, sources
 def get_dataset(data, vocab: elmo_chars.WordVocab, max_chars: int, split: str,
                 batch_size: int, seed: int, shard_index: int = 0, num_shards: int = 1,
                 num_epochs: Optional[int] = None) -> tf.data.Dataset:
-  """Batches {'token_ids' [B, T], 'char_ids' [B, T, C]} for this host's shard."""
+  """Batches {'input_ids' [B, T], 'char_ids' [B, T, C]} for this host's shard."""
   train = split == "train"
   source = sources.document_source(data.corpus)
   ds = source.get_dataset(split=split, shuffle=train, seed=seed,
@@ -37,7 +37,7 @@ def get_dataset(data, vocab: elmo_chars.WordVocab, max_chars: int, split: str,
   table = vocab.tf_table()
 
   def features(words):
-    return {"token_ids": tf.ensure_shape(table.lookup(words), [data.seq_length]),
+    return {"input_ids": tf.ensure_shape(table.lookup(words), [data.seq_length]),
             "char_ids": tf.ensure_shape(elmo_chars.tf_word_char_ids(words, max_chars),
                                         [data.seq_length, max_chars])}
   ds = ds.map(features)

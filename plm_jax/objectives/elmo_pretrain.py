@@ -15,7 +15,7 @@ the whole eval set (host-side, from predict_fn).
 
 Config sections (owned here): `model` (ElmoConfig without vocab_size, which comes
 from the word vocabulary), `lm` (ElmoLmConfig), `data` (ElmoDataConfig). Batches:
-token_ids int32 [B, T], char_ids int32 [B, T, C] (plm_jax.data.elmo_pretrain).
+input_ids int32 [B, T], char_ids int32 [B, T, C] (plm_jax.data.elmo_pretrain).
 """
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ ElmoModelConfig = _model_section()
 class ElmoLmConfig:
   softmax: str = param("full", choices=("full", "sampled"))
   num_samples: int = param(8192, gt=0)     # sampled: negative candidates per batch
+  init_from: str = ""                      # a bilm-tf model directory (options.json +
+                                           # lm_weights.hdf5) to continue training from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +58,8 @@ class ElmoDataConfig:
   vocab_path: str = ""                         # a bilm-tf vocabulary file (one token a line,
                                                # with <S> </S> <UNK>); empty: build one
   vocab_size: int = param(10_000, ge=4)        # built: the most frequent tokens, specials included
-  vocab_documents: int = param(2_000, gt=0)    # built: from the first N training documents
+  vocab_documents: int = param(2_000, gt=0)    # built: from N training documents spread
+                                               # evenly over the corpus
   corpus: CorpusConfig = CorpusConfig()
 
 
@@ -88,9 +91,14 @@ class ElmoBiLMObjective(Objective):
       if self.data.vocab_path:
         self._vocab = elmo_chars.WordVocab.from_file(self.data.vocab_path)
       else:
-        docs = sources.load_documents(self.data.corpus, "train")[:self.data.vocab_documents]
+        docs = sources.load_documents(self.data.corpus, "train")
+        docs = docs[::max(1, len(docs) // self.data.vocab_documents)][:self.data.vocab_documents]
         self._vocab = elmo_chars.build_vocab(docs, self.data.vocab_size)
     return self._vocab
+
+  def vocabulary(self):
+    """The word vocabulary; the export writes it as vocab.txt (bilm-tf's format)."""
+    return self.vocab()
 
   def model_config(self) -> ElmoConfig:
     return dataclasses.replace(self.model_config_without_vocab(), vocab_size=self.vocab().size)
@@ -100,15 +108,34 @@ class ElmoBiLMObjective(Objective):
 
   def batch_spec(self, batch_size: int) -> Dict[str, jax.ShapeDtypeStruct]:
     t, c = self.data.seq_length, self.sections["model"].max_characters_per_token
-    return {"token_ids": jax.ShapeDtypeStruct((batch_size, t), jnp.int32),
+    return {"input_ids": jax.ShapeDtypeStruct((batch_size, t), jnp.int32),
             "char_ids": jax.ShapeDtypeStruct((batch_size, t, c), jnp.int32)}
 
   def input_ranges(self) -> Dict[str, int]:
-    return {"token_ids": self.vocab().size, "char_ids": self.sections["model"].n_characters}
+    return {"input_ids": self.vocab().size, "char_ids": self.sections["model"].n_characters}
 
   def init_params(self, rng: jax.Array) -> Any:
     spec = self.batch_spec(1)
     return self.make_model().init(rng, jnp.ones(spec["char_ids"].shape, jnp.int32))["params"]
+
+  def initial_params(self):
+    """The bilm-tf model in lm.init_from, whose options must equal config.model's sizes; a
+    file without a softmax keeps the fresh one (the trainer fills what is missing)."""
+    if not self.lm.init_from:
+      return None
+    from plm_jax.convert import bilm_hdf5  # pylint: disable=import-outside-toplevel
+    options = os.path.join(self.lm.init_from, "options.json")
+    cfg = bilm_hdf5.load_options(options)
+    mine = self.model_config()
+    for f in dataclasses.fields(ElmoConfig):
+      if f.name in ("vocab_size", "dropout") or getattr(cfg, f.name) == getattr(mine, f.name):
+        continue
+      raise ConfigError(f"config.model.{f.name}={getattr(mine, f.name)!r}: {options} has "
+                        f"{getattr(cfg, f.name)!r} (config.lm.init_from)")
+    if cfg.vocab_size not in (0, mine.vocab_size):
+      raise ConfigError(f"config.lm.init_from={self.lm.init_from!r}: its softmax has "
+                        f"{cfg.vocab_size} words, the word vocabulary {mine.vocab_size}")
+    return bilm_hdf5.load_weights(os.path.join(self.lm.init_from, "lm_weights.hdf5"), cfg)
 
   def get_dataset(self, split: str, batch_size: int, seed: int, shard_index: int = 0,
                   num_shards: int = 1, num_epochs: Optional[int] = None):
@@ -125,7 +152,7 @@ class ElmoBiLMObjective(Objective):
 
   def _nll(self, params, batch, rng, deterministic) -> Tuple[jax.Array, jax.Array]:
     """Per-prediction nll of the forward [B, T-1] and backward [B, T-1] LMs."""
-    ids = batch["token_ids"]
+    ids = batch["input_ids"]
     sampled = self.lm.softmax == "sampled" and not deterministic
     out = self._outputs(params, batch, rng, deterministic, logits=not sampled)
     if not sampled:
@@ -162,16 +189,6 @@ class ElmoBiLMObjective(Objective):
       out[f"{d}_perplexity"] = float(np.exp(np.sum(predictions[f"{d}_nll"], dtype=np.float64)
                                             / max(n, 1.0)))
     return out
-
-  def finalize(self, workdir: str, predict) -> Dict[str, str]:
-    """Writes the word vocabulary beside the export (export/vocab.txt, bilm-tf's format)."""
-    del predict
-    directory = os.path.join(workdir, "export")
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "vocab.txt")
-    if jax.process_index() == 0:
-      self.vocab().save(path)
-    return {"word vocabulary": path}
 
 
 def log_uniform_samples(key: jax.Array, num: int, vocab_size: int) -> jax.Array:
