@@ -117,6 +117,8 @@ def save_tokenizer(export_dir: str, vocab: Any, model_max_length: Optional[int] 
   """
   if vocab is None or jax.process_index() != 0:
     return ()
+  if hasattr(vocab, "save_files"):   # a vocabulary that writes its own files (ELMo's words)
+    return tuple(vocab.save_files(export_dir))
   if hasattr(vocab, "tokens") and hasattr(vocab, "lowercase"):   # WordPiece
     with open(os.path.join(export_dir, "vocab.txt"), "w", encoding="utf-8") as f:
       f.write("".join(token + "\n" for token in vocab.tokens))

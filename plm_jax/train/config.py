@@ -18,7 +18,7 @@ import ml_collections
 from plm_jax import configlib
 from plm_jax.configlib import ConfigError, fail, param
 
-OPTIMIZERS = ("adamw", "lamb")
+OPTIMIZERS = ("adamw", "lamb", "adagrad")   # adagrad: ELMo (bilm-tf), no weight decay
 DECAYS = ("linear", "cosine", "constant")
 TRAINER_SECTIONS = ("train", "optimizer", "mesh")
 

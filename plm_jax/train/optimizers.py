@@ -144,7 +144,10 @@ def _make_base(opt, num_steps: int) -> optax.GradientTransformation:
             weight_decay=float(opt.weight_decay), mask=weight_decay_mask)
   if opt.name == "adamw":
     return clipped_adamw(lr, clip_norm=float(opt.grad_clip_norm), **kw)
-  core = optax.lamb(lr, **kw)
+  if opt.name == "adagrad":   # bilm-tf: accumulators start at 1.0
+    core = optax.adagrad(lr, initial_accumulator_value=1.0, eps=float(opt.eps))
+  else:
+    core = optax.lamb(lr, **kw)
   if float(opt.grad_clip_norm) > 0:
     return optax.chain(optax.clip_by_global_norm(float(opt.grad_clip_norm)), core)
   return core
