@@ -57,6 +57,9 @@ class Family:
   embedding_size: Callable[[Any], Optional[int]] = lambda cfg: None
   token_types: bool = True              # two segments (False: every token type 0, RoBERTa)
   target: float = 1.3
+  # (model_cfg, vocab, batch, seq, preds) -> the forward products, for a family whose step is
+  # not one encoder + MLM head (ELECTRA: generator + discriminator); None: forward_gemms
+  gemms: Optional[Callable[..., List[Gemm]]] = None
 
 
 def pin(threads: int) -> None:
@@ -273,6 +276,8 @@ def torch_step(family: Family, size, batch_np, *, vocab_size, device="cpu", dtyp
 
 
 def _gemms(family: Family, cfg, batch, seq, preds) -> List[Gemm]:
+  if family.gemms is not None:
+    return family.gemms(cfg, family.vocab_size, batch, seq, preds)
   return forward_gemms(cfg.hidden_size, cfg.num_layers, cfg.intermediate_size,
                        family.vocab_size, batch, seq, preds, cfg.num_heads,
                        family.embedding_size(cfg), family.sentence_label is not None)

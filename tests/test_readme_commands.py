@@ -400,6 +400,8 @@ def test_bench_commands_run(tmp_path):
                                           "--warmup=1"],
              "bench/bench_pipeline.py": ["--books=1", "--seconds=1"],
              "bench/bench_elmo_step.py": ["--quick"],
+             "bench/bench_electra_step.py": ["--size=tiny", "--steps=1", "--rounds=1",
+                                             "--warmup=1", "--fused_ops=on"],
              "bench/bench_bert_step_accel.py": ["--size=tiny", "--steps=1", "--warmup=1"]}
   for command in of_kind("bench"):
     script = shlex.split(command)[1]

@@ -44,6 +44,7 @@ class Backbone:
   # "first_token_mlp" (RoBERTa: dropout -> dense H -> tanh -> dropout -> out_proj on the
   # first token of sequence_output; params classifier/{dense,out_proj} as in HF)
   classifier: str = "pooled"
+  classifier_activation: str = "tanh"               # first_token_mlp's: tanh | gelu (ELECTRA)
   # vocabulary -> config fields a fresh backbone takes from it (RoBERTa: pad_token_id)
   fresh_fields: Callable[[Any], Dict[str, Any]] = lambda vocab: {}
   # model config -> why layer-wise lr decay cannot apply ("" when it can)
@@ -216,3 +217,38 @@ def _register_albert():
 
 _register_roberta()
 _register_albert()
+
+
+# ---- ELECTRA (the discriminator) ----------------------------------------------------------
+
+def _electra_depth(path: str, num_layers: int) -> int:
+  """As the released ELECTRA fine-tuning (model/optimization.py _get_layer_lrs): embeddings and
+  embeddings_project 0, layer i -> i + 1, the task head num_layers + 1 = L + 2 (num_layers is
+  L + 1 for this backbone), so layer i's factor is decay ** (L + 1 - i)."""
+  m = _LAYER.search(path)
+  if m:
+    return int(m.group(1)) + 1
+  parts = path.split("/")
+  if len(parts) > 1 and parts[1] in ("embeddings", "embeddings_project"):
+    return 0
+  return num_layers + 1
+
+
+def _register_electra():
+  from plm_jax.models.electra import ElectraConfig, ElectraModel  # pylint: disable=import-outside-toplevel
+  register_backbone(Backbone(
+      family="electra", module_name="electra", config_class=ElectraConfig,
+      sizes={"tiny": dict(embedding_size=32, hidden_size=64, num_layers=2, num_heads=2,
+                          intermediate_size=256),
+             "small": dict(embedding_size=128, hidden_size=256, num_layers=12, num_heads=4,
+                           intermediate_size=1024),
+             "base": dict(embedding_size=768, hidden_size=768, num_layers=12, num_heads=12,
+                          intermediate_size=3072)},
+      make_module=ElectraModel, apply_overrides=_bert_overrides, format_inputs=_bert_inputs,
+      special_roles=("cls", "sep"),
+      summary_output="last_hidden_state",   # unused: the head reads the first token (no pooler)
+      sequence_output="last_hidden_state", num_layers=lambda cfg: cfg.num_layers + 1,
+      layer_depth=_electra_depth, classifier="first_token_mlp", classifier_activation="gelu"))
+
+
+_register_electra()

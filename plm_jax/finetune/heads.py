@@ -6,7 +6,8 @@
         is regression (STS-B). Output {"logits": [B, num_labels]}. A backbone whose
         `classifier` is "first_token_mlp" (RoBERTa) instead reads the first token's final
         state: dropout -> dense [H, H] -> tanh -> dropout -> dense [H, num_labels]
-        (RobertaClassificationHead; params classifier/dense, classifier/out_proj).
+        (RobertaClassificationHead; params classifier/dense, classifier/out_proj); ELECTRA's
+        is the same with GELU (the backbone's classifier_activation).
     head="span": dense [H, 2] on every position (BertForQuestionAnswering's qa_outputs).
         Output {"start_logits": [B, L], "end_logits": [B, L]}.
 
@@ -29,15 +30,18 @@ HEADS = ("classification", "span")
 
 
 class FirstTokenClassifier(nn.Module):
-  """RoBERTa's sentence head on the first token's state: [B, H] -> logits [B, num_labels]."""
+  """RoBERTa's sentence head on the first token's state: [B, H] -> logits [B, num_labels].
+  activation: 'tanh' (RoBERTa) or 'gelu' (exact; ELECTRA's ElectraClassificationHead)."""
   num_labels: int
   dropout: float
   std: float
+  activation: str = "tanh"
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+    act = jnp.tanh if self.activation == "tanh" else lambda h: jax.nn.gelu(h, approximate=False)
     x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
-    x = jnp.tanh(dense(x.shape[-1], ("embed", "mlp"), self.std, jnp.float32, "dense")(x))
+    x = act(dense(x.shape[-1], ("embed", "mlp"), self.std, jnp.float32, "dense")(x))
     x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
     return dense(self.num_labels, ("mlp", None), self.std, jnp.float32, "out_proj")(x
                                                                                    ).astype(jnp.float32)
@@ -62,6 +66,7 @@ class FinetuneModel(nn.Module):
     if self.head == "classification" and bb.classifier == "first_token_mlp":
       x = out[bb.sequence_output][:, 0]                                # [batch, embed]
       return {"logits": FirstTokenClassifier(self.num_labels, self.classifier_dropout, std,
+                                             bb.classifier_activation,
                                              name="classifier")(x, deterministic)}
     if self.head == "classification":
       x = out[bb.summary_output]                                       # [batch, embed]

@@ -182,6 +182,12 @@ class Objective(abc.ABC):
       spec[name] = jax.ShapeDtypeStruct(shape, jnp.dtype(feature.dtype.as_numpy_dtype))
     return spec
 
+  def train_flops_per_example(self) -> Optional[float]:
+    """Training FLOPs (forward + backward) of one example, counted as the ELECTRA paper
+    counts them (plm_jax.objectives.flops), or None; the trainer reports the running total
+    as `train_flops` so that runs can be compared at equal compute."""
+    return None
+
   def input_ranges(self) -> Dict[str, int]:
     """Batch feature -> exclusive upper bound of its integer values (e.g. input_ids ->
     vocab_size); the trainer checks every batch against them on the host."""

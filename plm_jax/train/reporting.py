@@ -28,8 +28,9 @@ class Reporter:
   """Console + TensorBoard writer with steps/s, tokens/s and ETA."""
 
   def __init__(self, workdir: str, num_steps: int, tokens_per_step: int,
-               tensorboard: bool = True):
+               tensorboard: bool = True, flops_per_step: Optional[float] = None):
     self.num_steps = num_steps
+    self.flops_per_step = flops_per_step   # the objective's count; None: not reported
     self.tokens_per_step = tokens_per_step
     self.is_chief = jax.process_index() == 0
     self._writer = None
@@ -63,14 +64,17 @@ class Reporter:
     self._last_time, self._last_step = now, step
     eta = datetime.timedelta(seconds=int((self.num_steps - step) / rate)) if rate else "?"
     scalars = dict(metrics, learning_rate=learning_rate)
+    if self.flops_per_step is not None:
+      scalars["train_flops"] = self.flops_per_step * step
     if compile_seconds is None:
       scalars.update(steps_per_sec=rate, tokens_per_sec=rate * self.tokens_per_step)
       speed = f"{rate:.2f} steps/s | {rate * self.tokens_per_step:,.0f} tok/s | ETA {eta}"
     else:
       speed = f"train step compiled in {compile_seconds:.1f} s"
     if self.is_chief:
+      done = "" if self.flops_per_step is None else f" | {self.flops_per_step * step:.3g} FLOPs"
       print(f"step {step}/{self.num_steps} | {format_metrics(metrics)} | lr {learning_rate:.3g} | "
-            f"{speed}", flush=True)
+            f"{speed}{done}", flush=True)
     self._scalars("train", step, scalars)
 
   def eval(self, step: int, metrics: Dict[str, float]) -> None:

@@ -263,7 +263,12 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   finite_fn = jax.jit(_all_finite)
   base_rng = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
   tokens = int(math.prod(spec["input_ids"].shape)) if "input_ids" in spec else t.batch_size
-  reporter = reporting.Reporter(workdir, t.num_steps, tokens)
+  per_example = objective.train_flops_per_example()
+  flops = None if per_example is None else per_example * t.batch_size
+  if flops is not None:
+    print(f"training FLOPs: {flops:.4g} per step, {flops * t.num_steps:.4g} for "
+          f"{t.num_steps} steps (plm_jax.objectives.flops)", flush=True)
+  reporter = reporting.Reporter(workdir, t.num_steps, tokens, flops_per_step=flops)
   lr_schedule = optimizers.learning_rate_schedule(run.optimizer, t.num_steps)
 
   def run_eval(step: int) -> Dict[str, float]:
@@ -337,7 +342,10 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   final.update({f"eval/{k}": v for k, v in eval_metrics.items()})
   final.update(best.summary())
   final["step"] = float(final_step)
-  print("final metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(final.items())),
+  if flops is not None:
+    final["train_flops"] = flops * final_step
+  print("final metrics: " + ", ".join(f"{k}={v:.4g}" if abs(v) >= 1e6 else f"{k}={v:.4f}"
+                                     for k, v in sorted(final.items())),
         flush=True)
   return final
 
