@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from plm_jax.data import gpt_pretrain
+from plm_jax.objectives import gpt_perplexity
 from plm_jax.objectives.gpt_lm import GptCausalLm
 
 EOT = 2
@@ -85,3 +86,20 @@ def test_bad_config_is_one_line_error():
   c.data.seq_length = 2048
   with pytest.raises(ValueError, match="config.data.seq_length"):
     GptCausalLm(c, vocab_size=40)
+
+
+@pytest.mark.parametrize("n,context,stride", [(10, 4, 2), (10, 4, 4), (3, 8, 2), (17, 5, 3)])
+def test_sliding_windows_score_every_token_once_with_enough_context(n, context, stride):
+  plan = gpt_perplexity.windows(n, context, stride)
+  scored = [i for start, end, first in plan for i in range(first, end)]
+  assert scored == list(range(1, n))
+  for start, end, first in plan:
+    assert end - start <= context and start < first
+    assert first - start >= min(max(context - stride, 1), first)
+
+
+def test_unigram_baseline_is_the_entropy_of_the_counts():
+  ids = np.asarray([0, 1, 1, 2, 2, 2])
+  p = np.asarray([2, 3, 4, 1]) / 10.0                 # add-one counts over vocab 4
+  expected = np.exp(-np.mean(np.log(p[ids[1:]])))
+  assert gpt_perplexity.unigram_perplexity(ids, 4) == pytest.approx(expected)
