@@ -168,6 +168,26 @@ class GPTLMHeadModel(nn.Module):
     return dict(out, logits=self.transformer.attend(out["last_hidden_state"]))
 
 
+class GPTSequenceBackbone(GPTModel):
+  """GPTModel for fine-tuning by input transformation (GPT-1 section 3.3): the same params;
+  token types are ignored (the start / delimiter / extract tokens mark the parts) and the
+  output adds last_token_state [B, H], the final state of each row's last real token (the
+  extract token; right padding), which the task's linear layer reads."""
+
+  def __call__(self, input_ids: jax.Array, attention_mask: Optional[jax.Array] = None,
+               token_type_ids: Optional[jax.Array] = None,
+               deterministic: bool = True) -> Dict[str, jax.Array]:
+    del token_type_ids
+    out = super().__call__(input_ids, attention_mask, deterministic=deterministic)
+    h = out["last_hidden_state"]                                      # [batch, length, embed]
+    if attention_mask is None:
+      last = jnp.full((h.shape[0],), h.shape[1] - 1, jnp.int32)
+    else:
+      last = jnp.maximum(jnp.sum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
+    state = jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0]  # [batch, embed]
+    return dict(out, last_token_state=state)
+
+
 _RESIDUAL_PROJECTIONS = (("attention", "out", "kernel"), ("mlp", "wo", "kernel"))
 
 
