@@ -130,3 +130,28 @@ def test_bad_prompts_are_one_line_errors(gpt2):
   context = model.config.max_position_embeddings
   with pytest.raises(ValueError, match=f"exceeds the model's context of {context} positions"):
     gpt_generate.generate(model, params, [[1]], context + 1)
+
+
+def _byte_vocab(path):
+  """vocab.json with the 256 byte symbols and <|endoftext|> (257 tokens), no merges."""
+  import json
+  from plm_jax.data import bpe
+  vocab = {c: i for i, c in enumerate(bpe.bytes_to_unicode().values())}
+  vocab["<|endoftext|>"] = 256
+  (path / "vocab.json").write_text(json.dumps(vocab))
+  (path / "merges.txt").write_text("#version: 0.2\n")
+
+
+def test_generate_command_prints_text_and_refuses_a_mismatched_vocabulary(tmp_path, capsys):
+  ok, small = tmp_path / "ok", tmp_path / "small"
+  hf_model("gpt2", dict(GPT2_REGULAR, vocab_size=257)).save_pretrained(ok)
+  _byte_vocab(ok)
+  assert gpt_generate.main([f"--model_dir={ok}", "--prompt=Hi", "--prompt=a b",
+                            "--max_length=8"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == 2 and lines[0].startswith("'Hi") and lines[1].startswith("'a b")
+  hf_model("gpt2", GPT2_REGULAR).save_pretrained(small)     # 128 rows for 257 tokens
+  _byte_vocab(small)
+  assert gpt_generate.main([f"--model_dir={small}", "--prompt=Hi"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: ") and "do not match" in err and "\n" not in err
