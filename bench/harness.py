@@ -60,6 +60,9 @@ class Family:
   # (model_cfg, vocab, batch, seq, preds) -> the forward products, for a family whose step is
   # not one encoder + MLM head (ELECTRA: generator + discriminator); None: forward_gemms
   gemms: Optional[Callable[..., List[Gemm]]] = None
+  # A causal LM (GPT): full packed rows (input_ids, segment_ids 1, position_ids), every
+  # token predicted on both sides (HF labels = input_ids), no masked positions, no pooler.
+  causal_lm: bool = False
 
 
 def pin(threads: int) -> None:
@@ -177,7 +180,17 @@ def make_batch(rng, vocab, batch, seq, preds, sentence_label="next_sentence_labe
   return out
 
 
+def causal_lm_batch(rng, vocab, batch, seq):
+  """Synthetic packed causal LM rows: every position a real token of one document."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  return {"input_ids": rng.integers(1000, vocab, size=(batch, seq)).astype(np.int32),
+          "segment_ids": np.ones((batch, seq), np.int32),
+          "position_ids": np.broadcast_to(np.arange(seq, dtype=np.int32), (batch, seq)).copy()}
+
+
 def family_batch(family: Family, rng, batch, seq, preds):
+  if family.causal_lm:
+    return causal_lm_batch(rng, family.vocab_size, batch, seq)
   out = make_batch(rng, family.vocab_size, batch, seq, preds, family.sentence_label,
                    family.pad_id)
   if not family.token_types:
@@ -193,7 +206,8 @@ def jax_setup(family: Family, size, batch, seq, preds, *, vocab_size, dtype="flo
   from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
   config = family.config(size)
   config.data.seq_length = seq
-  config.mlm.max_predictions = preds
+  if not family.causal_lm:
+    config.mlm.max_predictions = preds
   config.train.batch_size = batch
   config.optimizer.warmup_steps = 10
   config.optimizer.update(name="adamw", learning_rate=1e-4, weight_decay=0.01, eps=1e-6,
@@ -216,7 +230,8 @@ def jax_step(family: Family, size, batch_np, *, vocab_size, dtype="float32", dev
   from plm_jax.train import evaluation, step as step_lib  # pylint: disable=import-outside-toplevel
 
   batch, seq = batch_np["input_ids"].shape
-  setup = jax_setup(family, size, batch, seq, batch_np["masked_lm_positions"].shape[1],
+  preds = seq if family.causal_lm else batch_np["masked_lm_positions"].shape[1]
+  setup = jax_setup(family, size, batch, seq, preds,
                     vocab_size=vocab_size, dtype=dtype, devices=devices, fused_ops=fused_ops)
   fn = step_lib.jit_train_step(setup.objective, setup.tx, setup.mesh, setup.state_shardings,
                                1, setup.rules)
@@ -256,9 +271,12 @@ def torch_step(family: Family, size, batch_np, *, vocab_size, device="cpu", dtyp
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6, fused=True)
   tensors = {k: torch.from_numpy(v.astype(np.int64)).to(device) for k, v in batch_np.items()
              if v.dtype != np.float32}
-  labels = torch.full_like(tensors["input_ids"], -100)
-  labels.scatter_(1, tensors["masked_lm_positions"], tensors["masked_lm_ids"])
-  tensors["labels"] = labels
+  if family.causal_lm:
+    tensors["labels"] = tensors["input_ids"]            # HF shifts them inside the model
+  else:
+    labels = torch.full_like(tensors["input_ids"], -100)
+    labels.scatter_(1, tensors["masked_lm_positions"], tensors["masked_lm_ids"])
+    tensors["labels"] = labels
   inputs = family.hf_inputs(tensors)
 
   def one():
@@ -278,6 +296,12 @@ def torch_step(family: Family, size, batch_np, *, vocab_size, device="cpu", dtyp
 def _gemms(family: Family, cfg, batch, seq, preds) -> List[Gemm]:
   if family.gemms is not None:
     return family.gemms(cfg, family.vocab_size, batch, seq, preds)
+  if family.causal_lm:   # the tied output layer at every token, no MLM transform
+    gemms = forward_gemms(cfg.hidden_size, cfg.num_layers, cfg.intermediate_size,
+                          family.vocab_size, batch, seq, batch * seq, cfg.num_heads,
+                          sentence_head=False)
+    return [g for g in gemms if g[1:4] != (batch * seq, cfg.hidden_size, cfg.hidden_size)
+            or g[4] != 1]
   return forward_gemms(cfg.hidden_size, cfg.num_layers, cfg.intermediate_size,
                        family.vocab_size, batch, seq, preds, cfg.num_heads,
                        family.embedding_size(cfg), family.sentence_label is not None)

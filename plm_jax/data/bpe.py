@@ -32,7 +32,8 @@ import tensorflow as tf
 VOCAB_PATH_KEY = "config.data.vocab.path"
 PATTERN = regex.compile(
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
-ROBERTA_SPECIALS = {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>"}
+ROBERTA_SPECIALS = {"cls": "<s>", "pad": "<pad>", "sep": "</s>", "unk": "<unk>", "mask": "<mask>",
+                    "eos": "</s>"}   # eos: the end-of-text token of causal LMs (GPT)
 GPT2_SPECIALS = {"eos": "<|endoftext|>"}
 WORD_START = "\u0120"   # 'Ġ': the byte ' ' under bytes_to_unicode
 

@@ -252,3 +252,50 @@ def _register_electra():
 
 
 _register_electra()
+
+
+# ---- GPT-1 / GPT-2 ----------------------------------------------------------------------
+
+def _gpt_inputs(ids_a, ids_b, max_length: int, special: Mapping[str, int]
+                ) -> Dict[str, np.ndarray]:
+  """GPT-1's input transformation: start A (delim B) extract. The vocabulary's end-of-text
+  token plays all three parts (GPT-1 added three new tokens; one existing token keeps a
+  pretrained checkpoint's vocabulary as it is); the classifier reads the extract token."""
+  eot = special["eos"]
+  budget = max_length - (3 if ids_b is not None else 2)
+  a, b = truncate_pair(ids_a, ids_b, budget)
+  ids = [eot] + a + [eot] + ([] if b is None else b + [eot])
+  return {"input_ids": np.asarray(ids, np.int32), "token_type_ids": np.zeros(len(ids), np.int32)}
+
+
+def _gpt_depth(path: str, num_layers: int) -> int:
+  """Token and position embeddings 0, layer i -> i + 1, ln_f and heads num_layers + 1."""
+  m = _LAYER.search(path)
+  if m:
+    return int(m.group(1)) + 1
+  parts = path.split("/")
+  return 0 if len(parts) > 1 and parts[1] in ("wte", "wpe") else num_layers + 1
+
+
+def _gpt_overrides(cfg, o: Mapping[str, Any]):
+  return cfg.replace(hidden_dropout_rate=o["hidden_dropout"],
+                     embedding_dropout_rate=o["hidden_dropout"],
+                     attention_dropout_rate=o["attention_dropout"], dtype=o["dtype"],
+                     scan_layers=o["scan_layers"], remat_policy=o["remat_policy"],
+                     fused_ops=o["fused_ops"])
+
+
+def _register_gpt():
+  from plm_jax.models import gpt  # pylint: disable=import-outside-toplevel
+  tiny = dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256)
+  base = dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072)
+  for family, cls in (("gpt2", gpt.GPT2Config), ("openai-gpt", gpt.OpenAIGPTConfig)):
+    register_backbone(Backbone(
+        family=family, module_name="transformer", config_class=cls,
+        sizes={"tiny": tiny, "base": base}, make_module=gpt.GPTSequenceBackbone,
+        apply_overrides=_gpt_overrides, format_inputs=_gpt_inputs, special_roles=("eos",),
+        summary_output="last_token_state", sequence_output="last_hidden_state",
+        num_layers=lambda cfg: cfg.num_layers, layer_depth=_gpt_depth))
+
+
+_register_gpt()

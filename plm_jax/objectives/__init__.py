@@ -6,3 +6,4 @@ from plm_jax.objectives import roberta_pretrain  # noqa: F401,E402  (registers "
 from plm_jax.objectives import albert_pretrain  # noqa: F401,E402  (registers "albert_mlm_sop")
 from plm_jax.objectives import elmo_pretrain  # noqa: F401,E402  (registers "elmo_bilm")
 from plm_jax.objectives import electra_pretrain  # noqa: F401,E402  (registers "electra_rtd")
+from plm_jax.objectives import gpt_lm  # noqa: F401,E402  (registers "gpt_clm")
