@@ -15,6 +15,7 @@ from plm_jax.convert import hf_io, registry  # noqa: E402
 from plm_jax.convert.table import flatten  # noqa: E402
 from plm_jax.layers.relative_position import relative_position_bucket  # noqa: E402
 from plm_jax.models.t5 import T5ForConditionalGeneration  # noqa: E402
+from t5_hf import hf_t5, save_hf  # noqa: E402
 
 torch.set_num_threads(2)
 TOL = 1e-4
@@ -28,32 +29,6 @@ V10 = dict(vocab_size=99, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4
 V11 = dict(vocab_size=101, d_model=36, d_kv=7, d_ff=50, num_layers=2, num_decoder_layers=3,
            num_heads=3, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
            relative_attention_num_buckets=10, relative_attention_max_distance=12)
-
-
-def hf_t5(kw, seed=0):
-  """A transformers T5 with random, non-trivial weights (untied lm_head for v1.1)."""
-  torch.manual_seed(seed)
-  model = transformers.T5ForConditionalGeneration(transformers.T5Config(
-      **kw, dropout_rate=0.0, attn_implementation="eager")).eval()
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if "layer_norm" in name:
-        p.copy_(1 + 0.2 * torch.randn_like(p))
-      else:
-        p.normal_(0.0, 0.2)
-    if not kw["tie_word_embeddings"]:
-      # transformers 5 ties T5's lm_head in memory; give it its own weights (v1.1).
-      model.lm_head.weight = torch.nn.Parameter(0.2 * torch.randn_like(model.shared.weight))
-  return model
-
-
-def save_hf(model, path):
-  """The model's tensors with the lm_head as its own tensor when it is untied."""
-  tensors = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-  config = model.config.to_dict()
-  config["tie_word_embeddings"] = config["scale_decoder_outputs"]
-  hf_io.write_checkpoint(str(path), config, tensors)
-  return tensors
 
 
 def inputs(vocab, seed=0):

@@ -4,3 +4,4 @@ from plm_jax.objectives.base import Objective, get_objective, register  # noqa: 
 from plm_jax.objectives import bert_pretrain  # noqa: F401  (registers "bert_mlm_nsp")
 from plm_jax.objectives import roberta_pretrain  # noqa: F401,E402  (registers "roberta_mlm")
 from plm_jax.objectives import albert_pretrain  # noqa: F401,E402  (registers "albert_mlm_sop")
+from plm_jax.objectives import t5_pretrain  # noqa: F401,E402  (registers "t5_span_corruption")
