@@ -120,7 +120,10 @@ def t5_spm(tmp_path_factory):
 def test_task_batches(t5_spm, pack):
   vocab = t5_vocabulary(VocabConfig(path=t5_spm), extra_ids=100)
   assert (vocab.pad_id, vocab.eos_id, vocab.unk_id) == (0, 1, 2)
-  assert vocab.vocab_size == vocab.tokenizer.get_piece_size() + 100
+  # seqio appends the sentinels to the SentencePiece model: <extra_id_0> is the last id.
+  assert vocab.vocab_size == 120 + 100
+  assert vocab.id_to_token(vocab.vocab_size - 1).endswith("<extra_id_0>")   # seqio: "▁<extra_id_0>"
+  assert vocab.id_to_token(vocab.vocab_size - 100).endswith("<extra_id_99>")
   data = T5DataConfig(inputs_length=64, targets_length=16, pack=pack, shuffle_buffer=100,
                       corpus=CorpusConfig(eval_every_nth=20))
   ds = t5data.get_dataset(data, vocab, "train", batch_size=8, seed=1)
