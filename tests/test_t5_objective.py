@@ -30,19 +30,21 @@ def _config(spm_path, steps):
   c.data.update(inputs_length=32, targets_length=8, shuffle_buffer=100)
   c.data.vocab.path = spm_path
   c.data.corpus.eval_every_nth = 100
-  c.train.update(batch_size=8, num_steps=steps, log_every=steps, eval_every=-1,
+  c.train.update(batch_size=8, num_steps=steps, log_every=4, eval_every=-1,
                  checkpoint_every=steps)
   c.optimizer.update(learning_rate=0.05, warmup_steps=5)
   return c
 
 
+@pytest.mark.slow   # 70-90 s: compiles and runs the train step through the trainer
 def test_tiny_t5_trains_and_exports(tmp_path, t5_spm):
   from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
   workdir = str(tmp_path / "run")
   trainer.train_and_evaluate(_config(t5_spm, 12), workdir)
   rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-  losses = [r["train/loss"] for r in rows if "train/loss" in r]
-  assert losses and losses[-1] < np.log(220) - 0.5, losses   # well below uniform over ids
+  losses = [r["loss"] for r in rows if r.get("split") == "train" and "loss" in r]
+  # Falls, and ends well below the uniform guess over the 220 ids (5.39).
+  assert len(losses) >= 3 and losses[-1] < losses[0] and losses[-1] < np.log(220) - 0.5, losses
   import plm_jax  # pylint: disable=import-outside-toplevel
   from plm_jax.convert import export, registry  # pylint: disable=import-outside-toplevel
   family, cfg, params = export.load_export(os.path.join(workdir, "export"))
