@@ -264,7 +264,8 @@ def train_documented_vocabularies(tmp_path, monkeypatch):
 
 
 def uses_trained_vocabulary(command):
-  return any(v in command for v in ("/tmp/spm.model", "/tmp/spm_wiki.model", "/tmp/bpe_wiki/"))
+  return any(v in command for v in ("/tmp/spm.model", "/tmp/spm_wiki.model", "/tmp/bpe_wiki/",
+                                     "/tmp/spm_t5"))
 
 
 def test_sentencepiece_commands(tmp_path, monkeypatch):
@@ -275,7 +276,8 @@ def test_sentencepiece_commands(tmp_path, monkeypatch):
   if not os.path.isdir(os.path.join(paths.data_dir(), "pretrain")):
     pytest.skip("shared data bundle not mounted")
   train_documented_vocabularies(tmp_path, monkeypatch)
-  for command in [c for c in of_kind("main") if "/tmp/bpe_wiki/" in c or "spm_wiki" in c]:
+  for command in [c for c in of_kind("main")
+                  if "/tmp/bpe_wiki/" in c or "spm_wiki" in c or "/tmp/spm_t5" in c]:
     config, _ = docs.config_of(main_argv(command.replace("/tmp/", f"{tmp_path}/")))
     assert validate_config(config)[1].vocabulary().vocab_size > 1000, command
   model = tmp_path / "spm.model"

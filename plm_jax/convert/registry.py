@@ -81,6 +81,11 @@ class Converter:
   def config_to_hf(self, cfg: Any, with_heads: bool = True) -> Dict[str, Any]:
     raise NotImplementedError
 
+  def rules_for(self, cfg: Any) -> Sequence[Rule]:
+    """The rule table for this model config (default: `rules`; T5 differs by tied output)."""
+    del cfg
+    return self.rules
+
   def rule_context(self, cfg: Any) -> Dict[str, Any]:
     """Sizes the transforms need (e.g. {'num_heads': ...})."""
     return {}
@@ -187,7 +192,7 @@ class Converter:
     optional += [p for p in self.optional_params if p in expected and p not in optional]
     if with_heads == "init":
       optional += sorted(set(expected) - set(self._shapes(cfg, False)))
-    flat = hf_to_flax(tensors, self.rules, expected, self.rule_context(cfg), source=hf_dir,
+    flat = hf_to_flax(tensors, self.rules_for(cfg), expected, self.rule_context(cfg), source=hf_dir,
                       optional=optional)
     missing = [p for p in optional if p not in flat]
     if missing:
@@ -219,7 +224,7 @@ class Converter:
     flat = {p: np.asarray(v, dtype=np.float32) for p, v in flatten(nn.unbox(params)).items()}
     flat, heads = self._to_full(flat)
     flat = unstack_layers(flat, self.layer_stacks(cfg))
-    tensors = flax_to_hf(flat, self.rules, self.rule_context(cfg))
+    tensors = flax_to_hf(flat, self.rules_for(cfg), self.rule_context(cfg))
     if not heads and self.hf_backbone_prefix:
       n = len(self.hf_backbone_prefix)
       tensors = {k[n:] if k.startswith(self.hf_backbone_prefix) else k: v for k, v in tensors.items()}

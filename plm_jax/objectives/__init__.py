@@ -7,3 +7,4 @@ from plm_jax.objectives import albert_pretrain  # noqa: F401,E402  (registers "a
 from plm_jax.objectives import elmo_pretrain  # noqa: F401,E402  (registers "elmo_bilm")
 from plm_jax.objectives import electra_pretrain  # noqa: F401,E402  (registers "electra_rtd")
 from plm_jax.objectives import gpt_lm  # noqa: F401,E402  (registers "gpt_clm")
+from plm_jax.objectives import t5_pretrain  # noqa: F401,E402  (registers "t5_span_corruption")

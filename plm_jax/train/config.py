@@ -18,8 +18,8 @@ import ml_collections
 from plm_jax import configlib
 from plm_jax.configlib import ConfigError, fail, param
 
-OPTIMIZERS = ("adamw", "lamb", "adagrad")   # adagrad: ELMo (bilm-tf), no weight decay
-DECAYS = ("linear", "cosine", "constant")
+OPTIMIZERS = ("adamw", "lamb", "adagrad", "adafactor")   # adagrad: ELMo (bilm-tf); adafactor: T5
+DECAYS = ("linear", "cosine", "constant", "rsqrt")
 TRAINER_SECTIONS = ("train", "optimizer", "mesh")
 
 
@@ -54,7 +54,8 @@ class OptimizerConfig:
   learning_rate: float = param(1e-4, gt=0.0)
   warmup_steps: int = param(0, ge=0)
   warmup_ratio: float = param(0.0, ge=0.0, lt=1.0)  # > 0: warmup_steps = ratio * num_steps
-  decay: str = param("linear", choices=DECAYS)  # after warmup
+  decay: str = param("linear", choices=DECAYS)  # after warmup (rsqrt: constant during warmup,
+                                                # then learning_rate * sqrt(warmup / step), T5)
   end_learning_rate: float = param(0.0, ge=0.0)
   weight_decay: float = param(0.01, ge=0.0)     # not applied to biases and norm parameters
   b1: float = param(0.9, ge=0.0, lt=1.0)

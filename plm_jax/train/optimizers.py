@@ -1,7 +1,13 @@
-"""Optimizers from `config.optimizer`: AdamW or LAMB with warmup + decay.
+"""Optimizers from `config.optimizer`: AdamW, LAMB or Adafactor with warmup + decay.
 
 Schedule: linear warmup from 0 to `learning_rate` over `warmup_steps`, then
-linear / cosine decay to `end_learning_rate` at `train.num_steps`, or constant.
+linear / cosine decay to `end_learning_rate` at `train.num_steps`, or constant;
+or `rsqrt` (T5): `learning_rate` for the first warmup_steps, then
+learning_rate * sqrt(warmup_steps / step), i.e. 1/sqrt(max(step, 10^4)) for
+learning_rate 0.01 and warmup 10^4 (Raffel et al. 2020, section 3.1.2).
+Adafactor (Shazeer & Stern 2018) with T5's settings: factored second moments
+for matrices with both dims >= 128, decay 1 - t^-0.8, updates clipped to RMS 1,
+scaled by the parameter's RMS (at least 1e-3), no momentum (optax.adafactor).
 Weight decay skips biases and LayerNorm parameters (BERT, Devlin et al. 2019;
 the reference `AdamWeightDecayOptimizer` excludes "LayerNorm" and "bias").
 AdamW (with its global-norm clipping) is `clipped_adamw`, one fused update per
@@ -25,6 +31,9 @@ def learning_rate_schedule(opt, num_steps: int) -> optax.Schedule:
   peak, end = float(opt.learning_rate), float(opt.end_learning_rate)
   warmup = int(opt.warmup_steps) or int(round(float(opt.warmup_ratio) * int(num_steps)))
   decay_steps = max(int(num_steps) - warmup, 1)
+  if opt.decay == "rsqrt":
+    return lambda step: peak * jnp.sqrt(max(warmup, 1) / jnp.maximum(
+        jnp.asarray(step, jnp.float32), max(warmup, 1)))
   warm = optax.linear_schedule(0.0, peak, max(warmup, 1))
   if opt.decay == "linear":
     after = optax.linear_schedule(peak, end, decay_steps)
@@ -146,6 +155,12 @@ def _make_base(opt, num_steps: int) -> optax.GradientTransformation:
     return clipped_adamw(lr, clip_norm=float(opt.grad_clip_norm), **kw)
   if opt.name == "adagrad":   # bilm-tf: accumulators start at 1.0
     core = optax.adagrad(lr, initial_accumulator_value=1.0, eps=float(opt.eps))
+  elif opt.name == "adafactor":
+    core = optax.adafactor(
+        lr, min_dim_size_to_factor=128, decay_rate=0.8, multiply_by_parameter_scale=True,
+        clipping_threshold=1.0, momentum=None, eps=1e-30, factored=True,
+        weight_decay_rate=float(opt.weight_decay) or None,
+        weight_decay_mask=weight_decay_mask if float(opt.weight_decay) else None)
   else:
     core = optax.lamb(lr, **kw)
   if float(opt.grad_clip_norm) > 0:

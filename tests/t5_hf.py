@@ -1,0 +1,31 @@
+"""Random-weight transformers T5 models for the T5 tests (parity, decoding)."""
+import torch
+import transformers
+
+from plm_jax.convert import hf_io
+
+
+def hf_t5(kw, seed=0):
+  """A transformers T5 with random, non-trivial weights (untied lm_head for v1.1)."""
+  torch.manual_seed(seed)
+  model = transformers.T5ForConditionalGeneration(transformers.T5Config(
+      **kw, dropout_rate=0.0, attn_implementation="eager")).eval()
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if "layer_norm" in name:
+        p.copy_(1 + 0.2 * torch.randn_like(p))
+      else:
+        p.normal_(0.0, 0.2)
+    if not kw["tie_word_embeddings"]:
+      # transformers 5 ties T5's lm_head in memory; give it its own weights (v1.1).
+      model.lm_head.weight = torch.nn.Parameter(0.2 * torch.randn_like(model.shared.weight))
+  return model
+
+
+def save_hf(model, path):
+  """The model's tensors with the lm_head as its own tensor when it is untied."""
+  tensors = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+  config = model.config.to_dict()
+  config["tie_word_embeddings"] = config["scale_decoder_outputs"]
+  hf_io.write_checkpoint(str(path), config, tensors)
+  return tensors
