@@ -404,7 +404,8 @@ def test_bench_commands_run(tmp_path):
              "bench/bench_elmo_step.py": ["--quick"],
              "bench/bench_electra_step.py": ["--size=tiny", "--steps=1", "--rounds=1",
                                              "--warmup=1", "--fused_ops=on"],
-             "bench/bench_bert_step_accel.py": ["--size=tiny", "--steps=1", "--warmup=1"]}
+             "bench/bench_roberta_albert_step.py": ["--size=tiny", "--steps=1", "--rounds=1",
+                                                    "--warmup=1"],
              "bench/bench_bert_step_accel.py": ["--size=tiny", "--steps=1", "--warmup=1"],
              "bench/bench_gpt_step.py": ["--quick"], "bench/bench_gpt_generate.py": ["--quick"]}
   for command in of_kind("bench"):
