@@ -216,12 +216,13 @@ def _write(tmp_path, config, tensors):
 
 
 def test_other_architecture_is_rejected_in_one_line(tmp_path):
-  _write(tmp_path, {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 8},
-         {"wte.weight": np.zeros((5, 8), np.float32)})
+  # a model type no converter is registered for (gpt2 was the example before GPT joined)
+  _write(tmp_path, {"model_type": "bloom", "architectures": ["BloomForCausalLM"], "n_embd": 8},
+         {"word_embeddings.weight": np.zeros((5, 8), np.float32)})
   with pytest.raises(ValueError) as err:
     plm_jax.load_pretrained(str(tmp_path))
   message = str(err.value)
-  assert "\n" not in message and str(tmp_path) in message and "gpt2" in message, message
+  assert "\n" not in message and str(tmp_path) in message and "bloom" in message, message
 
 
 def _bert_tensors(tmp_path):
@@ -299,10 +300,10 @@ def test_cli_import_export_round_trip_and_errors(tmp_path, capsys):
   b = load_file(str(tmp_path / "hf2" / "model.safetensors"))
   assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
   capsys.readouterr()
-  (tmp_path / "gpt").mkdir()
-  (tmp_path / "gpt" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-  assert cli.main(["import", "--hf_dir", str(tmp_path / "gpt"), "--out", str(tmp_path / "x")]) == 2
+  (tmp_path / "bloom").mkdir()
+  (tmp_path / "bloom" / "config.json").write_text(json.dumps({"model_type": "bloom"}))
+  assert cli.main(["import", "--hf_dir", str(tmp_path / "bloom"), "--out", str(tmp_path / "x")]) == 2
   err = capsys.readouterr().err
-  assert err.count("\n") == 1 and "gpt2" in err and err.startswith("error:"), err
+  assert err.count("\n") == 1 and "bloom" in err and err.startswith("error:"), err
   assert cli.main(["export", "--params", str(tmp_path / "hf"), "--out", str(tmp_path / "y")]) == 2
   assert "not a plm_jax params export" in capsys.readouterr().err
