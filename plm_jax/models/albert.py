@@ -28,12 +28,13 @@ Contract (Hugging Face names):
                              ([B, P, V] or [B, L, V]), sop_logits [B, 2]
 """
 import dataclasses
-from typing import Any, Dict, Mapping, Optional
+from typing import Dict, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plm_jax.models.config_base import ModelConfig
 from plm_jax.layers import common
 from plm_jax.layers.attention import padding_mask_bias
 from plm_jax.layers.embeddings import TextEmbeddings
@@ -45,7 +46,7 @@ SHARE_MODES = ("all", "attention", "ffn", "none")
 
 
 @dataclasses.dataclass(frozen=True)
-class AlbertConfig:
+class AlbertConfig(ModelConfig):
   vocab_size: int = 30000
   embedding_size: int = 128
   hidden_size: int = 768
@@ -66,16 +67,6 @@ class AlbertConfig:
   dtype: str = "float32"
   fused_ops: bool = True
 
-  @classmethod
-  def from_dict(cls, d: Mapping[str, Any]) -> "AlbertConfig":
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-      raise ValueError(f"config.model: unknown key(s) {unknown} for AlbertConfig; known: {sorted(names)}")
-    return cls(**dict(d))
-
-  def replace(self, **kw) -> "AlbertConfig":
-    return dataclasses.replace(self, **kw)
 
   @property
   def groups(self) -> int:

@@ -13,12 +13,13 @@ Contract (arguments and output names as in Hugging Face transformers):
                             seq_relationship_logits [B, 2]
 """
 import dataclasses
-from typing import Any, Dict, Mapping, Optional
+from typing import Dict, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plm_jax.models.config_base import ModelConfig
 from plm_jax.layers import common
 from plm_jax.layers.attention import padding_mask_bias
 from plm_jax.layers.embeddings import TextEmbeddings
@@ -28,7 +29,7 @@ from plm_jax.layers.transformer import Encoder
 
 
 @dataclasses.dataclass(frozen=True)
-class BertConfig:
+class BertConfig(ModelConfig):
   vocab_size: int = 30522
   hidden_size: int = 768
   num_layers: int = 12
@@ -50,18 +51,6 @@ class BertConfig:
   # Out-of-range input_ids / token_type_ids raise a ValueError with the id and position
   # (plm_jax.layers.checks) instead of reading a clamped row or giving NaN.
   check_inputs: bool = False
-
-  @classmethod
-  def from_dict(cls, d: Mapping[str, Any]) -> "BertConfig":
-    d = dict(d)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-      raise ValueError(f"config.model: unknown key(s) {unknown} for BertConfig; known: {sorted(names)}")
-    return cls(**d)
-
-  def replace(self, **kw) -> "BertConfig":
-    return dataclasses.replace(self, **kw)
 
 
 class BertPooler(nn.Module):

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from plm_jax.models.config_base import ModelConfig
 from plm_jax.layers import common
 from plm_jax.layers.attention import padding_mask_bias
 from plm_jax.layers.embeddings import TextEmbeddings
@@ -53,7 +54,7 @@ PRETRAINING_HEADS = ("discriminator", "generator")
 
 
 @dataclasses.dataclass(frozen=True)
-class ElectraConfig:
+class ElectraConfig(ModelConfig):
   vocab_size: int = 30522
   embedding_size: int = 128
   hidden_size: int = 256
@@ -75,18 +76,6 @@ class ElectraConfig:
   # Which pretraining head a converter / export pairs with this network: 'discriminator'
   # (ElectraForPreTraining) or 'generator' (ElectraForMaskedLM). The backbone ignores it.
   pretraining_head: str = "discriminator"
-
-  @classmethod
-  def from_dict(cls, d: Mapping[str, Any]) -> "ElectraConfig":
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-      raise ValueError(f"config.model: unknown key(s) {unknown} for ElectraConfig; known: "
-                       f"{sorted(names)}")
-    return cls(**dict(d))
-
-  def replace(self, **kw) -> "ElectraConfig":
-    return dataclasses.replace(self, **kw)
 
 
 def generator_config(disc: ElectraConfig, hidden_fraction: float = 0.25,

@@ -24,12 +24,13 @@ cache length and position_ids must be given. plm_jax.models.gpt_generate generat
 """
 import dataclasses
 import math
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plm_jax.models.config_base import ModelConfig
 from plm_jax.layers import checks, common
 from plm_jax.layers.attention import combine_biases, padding_mask_bias, segment_mask_bias
 from plm_jax.layers.embeddings import Embed
@@ -38,7 +39,7 @@ from plm_jax.layers.transformer import LayerStack, TransformerLayer
 
 
 @dataclasses.dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(ModelConfig):
   vocab_size: int = 40478
   max_position_embeddings: int = 512
   hidden_size: int = 768
@@ -58,19 +59,6 @@ class GPTConfig:
   remat_policy: str = "none"
   fused_ops: bool = True
   check_inputs: bool = False
-
-  @classmethod
-  def from_dict(cls, d: Mapping[str, Any]) -> "GPTConfig":
-    d = dict(d)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-      raise ValueError(f"config.model: unknown key(s) {unknown} for {cls.__name__}; "
-                       f"known: {sorted(names)}")
-    return cls(**d)
-
-  def replace(self, **kw) -> "GPTConfig":
-    return dataclasses.replace(self, **kw)
 
 
 @dataclasses.dataclass(frozen=True)

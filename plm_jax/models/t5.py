@@ -35,6 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from plm_jax.models.config_base import ModelConfig
 from plm_jax.layers import attention, common
 from plm_jax.layers.embeddings import Embed
 from plm_jax.layers.mlp import dense
@@ -49,7 +50,7 @@ FEED_FORWARD = {"relu": ("relu", False), "gelu": ("gelu", False),
 
 
 @dataclasses.dataclass(frozen=True)
-class T5Config:
+class T5Config(ModelConfig):
   vocab_size: int = 32128
   hidden_size: int = 512                 # d_model
   head_dim: int = 64                     # d_kv (num_heads * head_dim need not be hidden_size)
@@ -71,9 +72,6 @@ class T5Config:
   scan_layers: bool = False
   remat_policy: str = "none"
   fused_ops: bool = True
-
-  def replace(self, **kw) -> "T5Config":
-    return dataclasses.replace(self, **kw)
 
 
 def layer_kwargs(cfg: T5Config, decoder: bool) -> Dict[str, Any]:
