@@ -7,7 +7,8 @@ and 'ffn' have no HF counterpart and exporting them is a one-line error.
 from typing import Any, Dict, Mapping
 
 from plm_jax.convert import registry
-from plm_jax.convert.table import HEADS_BIAS, HEADS_IN_KERNEL, HEADS_OUT_KERNEL, TRANSPOSE, Rule
+from plm_jax.convert.table import (HEADS_BIAS, HEADS_IN_KERNEL, HEADS_OUT_KERNEL, TRANSPOSE, Rule,
+                                   mlm_head_rules)
 from plm_jax.models.albert import AlbertConfig, AlbertForPreTraining, AlbertModel
 
 _ACT_FROM_HF = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
@@ -44,13 +45,7 @@ def _rules():
   rules += [
       Rule("albert.pooler.weight", "albert/pooler/dense/kernel", TRANSPOSE),
       Rule("albert.pooler.bias", "albert/pooler/dense/bias"),
-      Rule("predictions.dense.weight", "predictions/transform/kernel", TRANSPOSE),
-      Rule("predictions.dense.bias", "predictions/transform/bias"),
-      Rule("predictions.LayerNorm.weight", "predictions/layer_norm/scale"),
-      Rule("predictions.LayerNorm.bias", "predictions/layer_norm/bias"),
-      Rule("predictions.bias", "predictions/bias"),
-      Rule("predictions.decoder.weight", "albert/embeddings/word_embeddings/embedding", kind="tied"),
-      Rule("predictions.decoder.bias", "predictions/bias", kind="tied"),
+      *mlm_head_rules("predictions.", "predictions/", "albert/embeddings/word_embeddings/embedding"),
       Rule("sop_classifier.classifier.weight", "sop_classifier/kernel", TRANSPOSE),
       Rule("sop_classifier.classifier.bias", "sop_classifier/bias"),
   ]

@@ -9,7 +9,8 @@ import re
 from typing import Any, Dict, Mapping
 
 from plm_jax.convert import registry
-from plm_jax.convert.table import HEADS_BIAS, HEADS_IN_KERNEL, HEADS_OUT_KERNEL, TRANSPOSE, Rule
+from plm_jax.convert.table import (HEADS_BIAS, HEADS_IN_KERNEL, HEADS_OUT_KERNEL, TRANSPOSE, Rule,
+                                   mlm_head_rules)
 from plm_jax.models.bert import BertConfig, BertForPreTraining, BertModel
 
 
@@ -46,15 +47,9 @@ def _backbone_rules():
   return rules
 
 
-HEAD_RULES = [
-    Rule("cls.predictions.transform.dense.weight", "mlm_head/transform/kernel", TRANSPOSE),
-    Rule("cls.predictions.transform.dense.bias", "mlm_head/transform/bias"),
-    Rule("cls.predictions.transform.LayerNorm.weight", "mlm_head/layer_norm/scale"),
-    Rule("cls.predictions.transform.LayerNorm.bias", "mlm_head/layer_norm/bias"),
-    Rule("cls.predictions.bias", "mlm_head/bias"),
-    # The decoder is tied to the word embeddings; its bias is the same tensor as predictions.bias.
-    Rule("cls.predictions.decoder.weight", "bert/embeddings/word_embeddings/embedding", kind="tied"),
-    Rule("cls.predictions.decoder.bias", "mlm_head/bias", kind="tied"),
+# The decoder is tied to the word embeddings; its bias is the same tensor as predictions.bias.
+HEAD_RULES = mlm_head_rules("cls.predictions.", "mlm_head/", "bert/embeddings/word_embeddings/embedding",
+                            dense="transform.dense", layer_norm="transform.LayerNorm") + [
     Rule("cls.seq_relationship.weight", "nsp_head/kernel", TRANSPOSE),
     Rule("cls.seq_relationship.bias", "nsp_head/bias"),
 ]

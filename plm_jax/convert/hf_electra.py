@@ -12,7 +12,7 @@ and join_pretraining_params to rebuild it; see plm_jax.objectives.electra_pretra
 from typing import Any, Dict, Mapping
 
 from plm_jax.convert import hf_bert, registry
-from plm_jax.convert.table import TRANSPOSE, Rule
+from plm_jax.convert.table import TRANSPOSE, Rule, mlm_head_rules
 from plm_jax.models.electra import (ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining,
                                     ElectraModel)
 
@@ -33,6 +33,7 @@ def _backbone_rules():
   ]
 
 
+_WORDS = "electra/embeddings/word_embeddings/embedding"
 HEAD_RULES = [
     Rule("discriminator_predictions.dense.weight", "discriminator_predictions/dense/kernel",
          TRANSPOSE),
@@ -41,12 +42,9 @@ HEAD_RULES = [
          "discriminator_predictions/dense_prediction/kernel", TRANSPOSE),
     Rule("discriminator_predictions.dense_prediction.bias",
          "discriminator_predictions/dense_prediction/bias"),
-    Rule("generator_predictions.dense.weight", "generator_predictions/transform/kernel", TRANSPOSE),
-    Rule("generator_predictions.dense.bias", "generator_predictions/transform/bias"),
-    Rule("generator_predictions.LayerNorm.weight", "generator_predictions/layer_norm/scale"),
-    Rule("generator_predictions.LayerNorm.bias", "generator_predictions/layer_norm/bias"),
-    Rule("generator_lm_head.bias", "generator_predictions/bias"),
-    Rule("generator_lm_head.weight", "electra/embeddings/word_embeddings/embedding", kind="tied"),
+    *mlm_head_rules("generator_predictions.", "generator_predictions/", _WORDS,
+                    bias="generator_lm_head.bias", decoder=None),
+    Rule("generator_lm_head.weight", _WORDS, kind="tied"),
 ]
 RULES = _backbone_rules() + HEAD_RULES
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from plm_jax.convert import hf_bert, registry
-from plm_jax.convert.table import TRANSPOSE, Rule, flatten
+from plm_jax.convert.table import Rule, flatten, mlm_head_rules
 from plm_jax.models.bert import BertPooler
 from plm_jax.models.roberta import RobertaConfig, RobertaForMaskedLM, RobertaModel
 
@@ -25,15 +25,8 @@ def _backbone_rules():
                r.transform, r.kind) for r in hf_bert._backbone_rules()]  # pylint: disable=protected-access
 
 
-HEAD_RULES = [
-    Rule("lm_head.dense.weight", "lm_head/transform/kernel", TRANSPOSE),
-    Rule("lm_head.dense.bias", "lm_head/transform/bias"),
-    Rule("lm_head.layer_norm.weight", "lm_head/layer_norm/scale"),
-    Rule("lm_head.layer_norm.bias", "lm_head/layer_norm/bias"),
-    Rule("lm_head.bias", "lm_head/bias"),
-    Rule("lm_head.decoder.weight", "roberta/embeddings/word_embeddings/embedding", kind="tied"),
-    Rule("lm_head.decoder.bias", "lm_head/bias", kind="tied"),
-]
+HEAD_RULES = mlm_head_rules("lm_head.", "lm_head/", "roberta/embeddings/word_embeddings/embedding",
+                            layer_norm="layer_norm")
 RULES = _backbone_rules() + HEAD_RULES
 
 

@@ -113,6 +113,29 @@ def _fill(template: str, groups: Mapping[str, str]) -> str:
   return template.format(**groups)
 
 
+def mlm_head_rules(hf: str, flax: str, word_embeddings: str, dense: str = "dense",
+                   layer_norm: str = "LayerNorm", bias: Optional[str] = None,
+                   decoder: Optional[str] = "decoder") -> List[Rule]:
+  """The BERT-style MLM head: dense transform, LayerNorm, output bias, decoder tied to embeddings.
+
+  hf / flax: the head's prefixes ('cls.predictions.' / 'mlm_head/'), the flax side always
+  transform / layer_norm / bias; dense / layer_norm / decoder: HF names under hf; bias: the
+  output bias's whole HF name (default hf + 'bias'); decoder=None leaves out the tied decoder
+  rules; word_embeddings: the flax embedding path the decoder weight is tied to.
+  """
+  bias = bias or f"{hf}bias"
+  rules = [
+      Rule(f"{hf}{dense}.weight", f"{flax}transform/kernel", TRANSPOSE),
+      Rule(f"{hf}{dense}.bias", f"{flax}transform/bias"),
+      Rule(f"{hf}{layer_norm}.weight", f"{flax}layer_norm/scale"),
+      Rule(f"{hf}{layer_norm}.bias", f"{flax}layer_norm/bias"),
+      Rule(bias, f"{flax}bias"),
+  ]
+  if decoder:
+    rules += [Rule(f"{hf}{decoder}.weight", word_embeddings, kind="tied"),
+              Rule(f"{hf}{decoder}.bias", f"{flax}bias", kind="tied")]
+  return rules
+
 def find_rule(rules: Sequence[Rule], name: str, side: str,
               kinds: Sequence[str] = ("param", "tied", "ignore")
               ) -> Optional[Tuple[Rule, Dict[str, str]]]:
