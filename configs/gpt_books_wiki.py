@@ -8,11 +8,15 @@ First learn a byte-level BPE from the corpus (about 2 minutes on 2 CPU cores), t
       --config.data.vocab.path=/tmp/bpe_wiki/vocab.json
 
 Held out: WikiText-2's raw test file (pretrain/wiki/wikitext-2-raw/wiki.test.raw, read
-article by article), never trained on. Its text is tokenised with the learnt BPE as is
-(WikiText's own spacing, ' @-@ ' and all), each article starting with </s> (the
-vocabulary's end-of-text token); `eval/perplexity` is exp of the mean next-token NLL per
-BPE token over the rows scored (eval_steps batches spread over every article). The
-sliding-window perplexity of the whole file: plm_jax.objectives.gpt_perplexity.
+article by article), never trained on. Its own tokenisation (' @-@ ', spaces before
+punctuation and clitics, padded quotes) is undone first, as the GPT-2 paper scored WikiText
+(reader `wikitext_detok`, plm_jax.data.corpora.detokenize_wikitext; `wikitext=` in
+--config.data.corpus.eval_paths scores the text as it is). The text is tokenised with the
+learnt BPE, each article starting with </s> (the vocabulary's end-of-text token);
+`eval/perplexity` is exp of the mean next-token NLL per BPE token over the rows scored
+(eval_steps batches spread over every article). The sliding-window perplexity of the whole
+file, beside an add-one unigram fitted on the file itself: plm_jax.objectives.gpt_perplexity
+with --detokenize (the command is in README.md's GPT section).
 """
 import os
 
@@ -26,7 +30,7 @@ def get_config(arg: str = "tiny"):
   c.data.corpus.type = "text"
   c.data.corpus.paths = (f"gutenberg={pre}/books/*.txt,"
                          f"wikiextractor={pre}/wiki/enwiki/*/wiki_*")
-  c.data.corpus.eval_paths = f"wikitext={pre}/wiki/wikitext-2-raw/wiki.test.raw"
+  c.data.corpus.eval_paths = f"wikitext_detok={pre}/wiki/wikitext-2-raw/wiki.test.raw"
   c.data.vocab.type = "bpe"
   c.data.vocab.path = ""                 # vocab.json of plm_jax.data.bpe_train (merges.txt beside)
   if arg == "tiny":

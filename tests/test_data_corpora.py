@@ -72,6 +72,28 @@ def test_wikitext_split_into_articles():
   assert all("\r" not in d for d in docs)
 
 
+def test_wikitext_detokenizer_undoes_its_spacing_and_markers():
+  line = (' He had a guest @-@ starring role as " Craig " in " Teddy \'s Story " ( 2004 ) , '
+          'earning $ 1 @,@ 500 @.@ 5 ; he did n\'t mind . ')
+  assert corpora.detokenize_wikitext(line) == (
+      'He had a guest-starring role as "Craig" in "Teddy\'s Story" (2004), '
+      'earning $1,500.5; he didn\'t mind.')
+  assert corpora.detokenize_wikitext(" = = Career = = ") == "= = Career = ="
+
+
+@needs_data
+def test_wikitext_detok_reader_same_articles_without_markers():
+  path = os.path.join(PRETRAIN, "wiki/wikitext-2-raw/wiki.test.raw")
+  raw = list(corpora.iter_documents(path, "wikitext"))
+  detok = list(corpora.iter_documents(path, "wikitext_detok"))
+  assert len(detok) == len(raw)
+  assert [d.split("\n")[0] for d in detok] == [
+      corpora.detokenize_wikitext(d.split("\n")[0]) for d in raw]
+  text = "\n".join(detok)
+  assert " @-@ " in "\n".join(raw) and " @" not in text and " , " not in text and " . " not in text
+  assert text.count('"') == "\n".join(raw).count('"')   # quotes kept (one is unpaired in the file)
+
+
 @needs_data
 def test_chinese_files_crlf_and_bom():
   path = os.path.join(PRETRAIN, "zh", "xiyouji.txt")          # BOM + LF

@@ -103,3 +103,21 @@ def test_unigram_baseline_is_the_entropy_of_the_counts():
   p = np.asarray([2, 3, 4, 1]) / 10.0                 # add-one counts over vocab 4
   expected = np.exp(-np.mean(np.log(p[ids[1:]])))
   assert gpt_perplexity.unigram_perplexity(ids, 4) == pytest.approx(expected)
+
+
+class _Chars:
+  """A stand-in vocabulary for file_ids: one id per character, eos 0."""
+  eos_id = 0
+
+  def encode_ids(self, text):
+    return [ord(c) for c in text]
+
+
+def test_file_ids_detokenize_scores_the_undone_text(tmp_path):
+  raw = tmp_path / "wiki.test.raw"
+  raw.write_text(" = Title = \n A guest @-@ starring role , as \" Craig \" . \n", encoding="utf-8")
+  undone = gpt_perplexity.file_ids(str(raw), _Chars(), detokenize=True)
+  as_is = gpt_perplexity.file_ids(str(raw), _Chars())
+  text = "= Title =\nA guest-starring role, as \"Craig\".\n"
+  assert undone.tolist() == [0] + [ord(c) for c in text]
+  assert as_is.tolist() == [0] + [ord(c) for c in raw.read_text(encoding="utf-8")]

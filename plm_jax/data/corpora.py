@@ -12,6 +12,9 @@ Readers are looked up by name (config.data.corpus.reader):
   wikiextractor  WikiExtractor output: one <doc ...>...</doc> article per
                  document, markup remnants (<br>, <ref>..</ref>, ...) dropped
   wikitext       WikiText raw: articles start at ' = Title = ' lines
+  wikitext_detok the same articles with WikiText's tokenisation undone (detokenize_wikitext),
+                 as the GPT-2 paper scored WikiText: text as a model trained on ordinary
+                 prose expects it
 
 All readers accept CRLF line endings and a UTF-8 byte-order mark, and read
 files in sorted path order, so the document stream is deterministic.
@@ -300,11 +303,37 @@ def read_wikitext(text: str, **_) -> Iterator[str]:
     yield "\n".join(doc)
 
 
+# WikiText's tokenisation, undone. WikiText splits numbers at ',' '.' '-' with '@' markers
+# (' 1 @,@ 000 ', ' guest @-@ starring '), puts spaces around every punctuation mark and
+# before clitics (' Teddy 's ', ' do n't '), and pads quotes and brackets (' " Craig " ').
+_WIKITEXT_JOINERS = re.compile(r" @([-,.])@ ")
+_SPACE_BEFORE = re.compile(r" ([,.;:!?%)\]}]|'s\b|'re\b|'ve\b|'ll\b|'d\b|'m\b|n't\b)")
+_SPACE_AFTER = re.compile(r"([(\[{$]) ")
+_QUOTED = re.compile(r'" ([^"]*?) "')
+
+
+def detokenize_wikitext(line: str) -> str:
+  """One WikiText line back to ordinary text: ' guest @-@ starring role , as " Craig " '
+  -> 'guest-starring role, as "Craig"'. Headings keep their '=' marks."""
+  line = _WIKITEXT_JOINERS.sub(r"\1", line)
+  line = _QUOTED.sub(r'"\1"', line)
+  line = _SPACE_BEFORE.sub(r"\1", line)
+  line = _SPACE_AFTER.sub(r"\1", line)
+  return line.strip()
+
+
+def read_wikitext_detok(text: str, **_) -> Iterator[str]:
+  """read_wikitext's articles, every line through detokenize_wikitext."""
+  for doc in read_wikitext(text):
+    yield "\n".join(detokenize_wikitext(line) for line in doc.split("\n"))
+
+
 READERS: Dict[str, Callable[..., Iterator[str]]] = {
     "plain": read_plain,
     "gutenberg": read_gutenberg,
     "wikiextractor": read_wikiextractor,
     "wikitext": read_wikitext,
+    "wikitext_detok": read_wikitext_detok,
 }
 
 

@@ -3,7 +3,9 @@
 Tokenisation (stated, as the GPT-2 paper's WikiText numbers depend on it): the file's
 text as it is (WikiText raw: its own spacing, ' @-@ ', newlines) through the
 model's byte-level BPE in one piece, after one end-of-text token; perplexity is per
-BPE token: exp(mean NLL of every token after the first).
+BPE token: exp(mean NLL of every token after the first). --detokenize first undoes
+WikiText's own tokenisation line by line (data.corpora.detokenize_wikitext), as the GPT-2
+paper's WikiText numbers did; the unigram baseline is then fitted on those same ids.
 
   windows(ids, context, stride)   the scoring plan: windows of `context` tokens, each
                                   scoring the tokens past the previous window's end (`stride`
@@ -79,10 +81,14 @@ def unigram_perplexity(ids: np.ndarray, vocab_size: int) -> float:
   return float(math.exp(-logp[ids[1:]].mean()))
 
 
-def file_ids(path: str, vocab) -> np.ndarray:
-  """The stated tokenisation: one end-of-text token, then the whole file's BPE ids."""
+def file_ids(path: str, vocab, detokenize: bool = False) -> np.ndarray:
+  """The stated tokenisation: one end-of-text token, then the whole file's BPE ids
+  (detokenize: every line through data.corpora.detokenize_wikitext first)."""
   with open(path, encoding="utf-8") as f:
     text = f.read()
+  if detokenize:
+    from plm_jax.data.corpora import detokenize_wikitext  # pylint: disable=import-outside-toplevel
+    text = "\n".join(detokenize_wikitext(line) for line in text.split("\n"))
   from plm_jax.data import gpt_pretrain  # pylint: disable=import-outside-toplevel
   return np.asarray([gpt_pretrain.eot_id(vocab)] + vocab.encode_ids(text), np.int32)
 
@@ -93,6 +99,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--file", required=True)
   parser.add_argument("--context", type=int, default=0, help="0: the model's context")
   parser.add_argument("--stride", type=int, default=0, help="0: = context (disjoint windows)")
+  parser.add_argument("--detokenize", action="store_true",
+                      help="undo WikiText's tokenisation first (' @-@ ', ' , ' ...), as GPT-2 did")
   args = parser.parse_args(argv)
   from plm_jax.models import gpt_generate  # pylint: disable=import-outside-toplevel
   try:
@@ -101,12 +109,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if context > model.config.max_position_embeddings:
       raise ValueError(f"--context {context} exceeds the model's "
                        f"{model.config.max_position_embeddings} positions")
-    ids = file_ids(args.file, vocab)
+    ids = file_ids(args.file, vocab, args.detokenize)
     ppl, n = perplexity(model, params, ids, context, args.stride or context)
   except (ValueError, OSError) as e:
     print("error: " + " ".join(str(e).split()), file=sys.stderr)
     return 2
-  print(f"{args.file}: {n} BPE tokens scored, context {context}, stride {args.stride or context}: "
+  print(f"{args.file}{' (detokenized)' if args.detokenize else ''}: {n} BPE tokens scored, context {context}, stride {args.stride or context}: "
         f"perplexity {ppl:.2f} (add-one unigram fitted on the file itself: "
         f"{unigram_perplexity(ids, model.config.vocab_size):.2f})")
   return 0
