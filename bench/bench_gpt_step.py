@@ -5,7 +5,8 @@
   python bench/bench_gpt_step.py --quick              # tiny model, a few steps: does it run
 
 The shared harness (bench/harness.py: separate pinned processes, medians, matmul peak,
-GEMM floor); every other flag is the harness's (--batch, --seq, --steps, --rounds,
+GEMM floor); it prints tokens/s of both sides and their ratio (the issue's target: at least
+1.3x PyTorch) and the plm_jax step over its GEMM floor (target: within 1.2x); every other flag is the harness's (--batch, --seq, --steps, --rounds,
 --fused_ops ...). Synthetic packed rows over GPT-2's 50,257 ids; both sides project
 every token onto the vocabulary (the tied output layer) and use PyTorch's default
 attention for HF (scaled_dot_product_attention).
@@ -43,7 +44,7 @@ def _hf(cfg, vocab_size, seq):
 
 GPT2 = harness.Family(
     name="gpt", config=_config, objective=_objective, hf_model=_hf, sentence_label=None,
-    vocab_size=50257, token_types=False, causal_lm=True,
+    vocab_size=50257, token_types=False, causal_lm=True, floor_target=1.2,
     hf_inputs=lambda t: dict(input_ids=t["input_ids"], labels=t["labels"]))
 
 

@@ -48,6 +48,7 @@ def get_config(arg: str = "sst2") -> ml_collections.ConfigDict:
   t.train_split = "train"
   t.eval_split = "validation"
   t.predict_test = True                  # write workdir/glue_submission/<Task>.tsv at the end
+  t.aux_lm_weight = -1.0                 # GPT-1's auxiliary LM loss weight; -1: GPT 0.5, others 0
 
   i = c.init = ml_collections.ConfigDict()
   i.hf_dir = ""                          # HF model dir or plm_jax export; empty: fresh weights

@@ -130,6 +130,9 @@ def test_bad_prompts_are_one_line_errors(gpt2):
   context = model.config.max_position_embeddings
   with pytest.raises(ValueError, match=f"exceeds the model's context of {context} positions"):
     gpt_generate.generate(model, params, [[1]], context + 1)
+  with pytest.raises(ValueError, match=f"prompt 1 has {context + 3} tokens, but the model's "
+                                       f"context is {context} positions"):
+    gpt_generate.generate(model, params, [[1], [1] * (context + 3)], context)
 
 
 def _byte_vocab(path):

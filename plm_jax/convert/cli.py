@@ -2,6 +2,7 @@
 
   python -m plm_jax.convert.cli import --hf_dir HF_DIR --out EXPORT_DIR [--with_heads auto|true|false|init]
       HF directory (any registered model_type) -> EXPORT_DIR/params (orbax) + EXPORT_DIR/plm_config.json
+      + the directory's tokenizer files (vocab.txt, vocab.json + merges.txt, spiece.model, ...)
   python -m plm_jax.convert.cli export --params EXPORT_DIR --out HF_DIR
       plm_jax params export (e.g. workdir/export; old <family>_config.json exports too)
       -> HF directory (config.json + model.safetensors + the run's tokenizer files),
@@ -45,7 +46,9 @@ def run(args: argparse.Namespace) -> None:
       cfg = registry.replace_config(cfg, scan_layers=True)
       params = conv.restack(params, cfg, to_scan=True)
     out = export.save_export(args.out, params, cfg, conv.model_type)
-    print(f"wrote {out}/{export.PARAMS_DIR} and {out}/{export.CONFIG_FILE}")
+    tokenizer = export.copy_tokenizer_files(args.hf_dir, out)
+    print(f"wrote {out}/{export.PARAMS_DIR} and {out}/{export.CONFIG_FILE}"
+          f"{''.join(', ' + t for t in tokenizer)}")
   else:
     family, cfg, params = export.load_export(args.params)
     registry.get_converter(family, source=args.params).save_pretrained(params, cfg, args.out)

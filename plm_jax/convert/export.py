@@ -112,7 +112,8 @@ def save_tokenizer(export_dir: str, vocab: Any, model_max_length: Optional[int] 
   matches; a SentencePiece one gives its model as spiece.model (no tokenizer_config: no
   transformers class reproduces seqio's SentencePiece ids exactly); a byte-level BPE one
   (plm_jax.data.bpe) its vocab.json and merges.txt with a tokenizer_config.json for
-  RobertaTokenizer (RoBERTa's <s> </s> specials) or GPT2Tokenizer. None writes nothing.
+  RobertaTokenizer (RoBERTa's <s> </s> specials) or GPT2Tokenizer; GPT-1's BPE
+  (plm_jax.data.gpt1_bpe) the same files for OpenAIGPTTokenizer. None writes nothing.
   Only process 0 writes.
   """
   if vocab is None or jax.process_index() != 0:
@@ -137,7 +138,8 @@ def save_tokenizer(export_dir: str, vocab: Any, model_max_length: Optional[int] 
     specials = getattr(vocab, "special_tokens", {})
     names = {"cls": "cls_token", "sep": "sep_token", "pad": "pad_token", "unk": "unk_token",
              "mask": "mask_token", "bos": "bos_token", "eos": "eos_token"}
-    config = {"tokenizer_class": "RobertaTokenizer" if "cls" in specials else "GPT2Tokenizer",
+    default_class = "RobertaTokenizer" if "cls" in specials else "GPT2Tokenizer"
+    config = {"tokenizer_class": getattr(vocab, "hf_tokenizer_class", default_class),
               **{names[r]: t for r, t in specials.items() if r in names}}
     if "cls" in specials:
       config.update(bos_token=specials["cls"], eos_token=specials["sep"])
@@ -155,7 +157,8 @@ def save_tokenizer(export_dir: str, vocab: Any, model_max_length: Optional[int] 
 
 
 def copy_tokenizer_files(export_dir: str, hf_dir: str) -> Tuple[str, ...]:
-  """Copies the tokenizer files of a params export (TOKENIZER_FILES) into hf_dir."""
+  """Copies the tokenizer files (TOKENIZER_FILES) of a params export into hf_dir (or, the
+  other way, of a Hugging Face directory into an export)."""
   export_dir = _find_export_dir(export_dir)
   copied = []
   for name in TOKENIZER_FILES:

@@ -90,6 +90,30 @@ def read_bpe_files(vocab_path: str, merges_path: Optional[str] = None
   return vocab, ranks
 
 
+def apply_merges(symbols: List[str], ranks: Dict[Tuple[str, str], int]) -> List[str]:
+  """BPE: merge the adjacent pair of lowest rank (every occurrence, left to right) until
+  no ranked pair is left."""
+  while len(symbols) > 1:
+    best, best_rank = -1, None
+    for i in range(len(symbols) - 1):
+      r = ranks.get((symbols[i], symbols[i + 1]))
+      if r is not None and (best_rank is None or r < best_rank):
+        best, best_rank = i, r
+    if best < 0:
+      break
+    pair = (symbols[best], symbols[best + 1])
+    merged, i = [], 0
+    while i < len(symbols):   # merge every occurrence of the pair, left to right
+      if i < len(symbols) - 1 and (symbols[i], symbols[i + 1]) == pair:
+        merged.append(pair[0] + pair[1])
+        i += 2
+      else:
+        merged.append(symbols[i])
+        i += 1
+    symbols = merged
+  return symbols
+
+
 class ByteLevelBPEVocabulary(seqio.Vocabulary):
   """A vocab.json + merges.txt pair (merges.txt beside vocab.json unless given)."""
 
@@ -145,26 +169,7 @@ class ByteLevelBPEVocabulary(seqio.Vocabulary):
   # ---- encoding ---------------------------------------------------------------------
   def _bpe(self, piece: str) -> Tuple[int, ...]:
     """One pre-tokenized piece -> ids (merges applied lowest rank first)."""
-    symbols = [self._byte_map[b] for b in piece.encode("utf-8")]
-    ranks = self._ranks
-    while len(symbols) > 1:
-      best, best_rank = -1, None
-      for i in range(len(symbols) - 1):
-        r = ranks.get((symbols[i], symbols[i + 1]))
-        if r is not None and (best_rank is None or r < best_rank):
-          best, best_rank = i, r
-      if best < 0:
-        break
-      pair = (symbols[best], symbols[best + 1])
-      merged, i = [], 0
-      while i < len(symbols):   # merge every occurrence of the pair, left to right
-        if i < len(symbols) - 1 and (symbols[i], symbols[i + 1]) == pair:
-          merged.append(pair[0] + pair[1])
-          i += 2
-        else:
-          merged.append(symbols[i])
-          i += 1
-      symbols = merged
+    symbols = apply_merges([self._byte_map[b] for b in piece.encode("utf-8")], self._ranks)
     unk = self.unk_id
     return tuple(self._encoder.get(s, unk) for s in symbols)
 

@@ -71,6 +71,18 @@ def clean_text_tf(text: tf.Tensor) -> tf.Tensor:
   return tf.strings.regex_replace(text, _WHITESPACE, " ")
 
 
+def basic_tokenize_tf(text: tf.Tensor, lowercase: bool) -> tf.RaggedTensor:
+  """Steps 1-4 of the module doc (BERT's BasicTokenizer; Hugging Face's BertNormalizer +
+  BertPreTokenizer): 1-D string tensor [N] -> ragged words [N, (words)]."""
+  text = clean_text_tf(text)
+  text = tf.strings.regex_replace(text, "(" + _CJK + ")", " \\1 ")
+  if lowercase:
+    text = tf.strings.lower(text, encoding="utf-8")
+    text = tf_text.normalize_utf8(text, "NFD")
+    text = tf.strings.regex_replace(text, r"\p{Mn}", "")
+  return tf_text.regex_split(text, " +|" + _PUNCT + "|" + _CJK, _PUNCT + "|" + _CJK)
+
+
 class WordPieceVocabulary(seqio.Vocabulary):
   """BERT vocab.txt vocabulary; pad id 0 ([PAD]), no EOS.
 
@@ -148,13 +160,7 @@ class WordPieceVocabulary(seqio.Vocabulary):
 
   def basic_tokenize_tf(self, text: tf.Tensor) -> tf.RaggedTensor:
     """1-D string tensor [N] -> ragged words [N, (words)] (BERT BasicTokenizer)."""
-    text = clean_text_tf(text)
-    text = tf.strings.regex_replace(text, "(" + _CJK + ")", " \\1 ")
-    if self._lowercase:
-      text = tf.strings.lower(text, encoding="utf-8")
-      text = tf_text.normalize_utf8(text, "NFD")
-      text = tf.strings.regex_replace(text, r"\p{Mn}", "")
-    return tf_text.regex_split(text, " +|" + _PUNCT + "|" + _CJK, _PUNCT + "|" + _CJK)
+    return basic_tokenize_tf(text, self._lowercase)
 
   def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
     """Scalar string -> int32 [tokens]; 1-D strings -> ragged int32 [N, (tokens)]."""
@@ -288,8 +294,8 @@ def get_vocabulary(vocab_config) -> seqio.Vocabulary:
     if not v.path or not tf.io.gfile.exists(v.path):
       raise ValueError(f"{VOCAB_PATH_KEY}: SentencePiece model {v.path!r} does not exist")
     return SentencePieceVocabulary(v.path)
-  if kind == "bpe":
-    from plm_jax.data import bpe  # pylint: disable=import-outside-toplevel
-    return bpe.ByteLevelBPEVocabulary(v.path)
+  if kind == "bpe":   # byte-level (GPT-2, RoBERTa) or GPT-1's, told apart by the tokens
+    from plm_jax.data import gpt1_bpe  # pylint: disable=import-outside-toplevel
+    return gpt1_bpe.load_bpe(v.path)
   raise ValueError(f"config.data.vocab.type: unknown type {kind!r}; "
                    "choose builtin, wordpiece, sentencepiece or bpe")

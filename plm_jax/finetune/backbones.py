@@ -49,6 +49,14 @@ class Backbone:
   fresh_fields: Callable[[Any], Dict[str, Any]] = lambda vocab: {}
   # model config -> why layer-wise lr decay cannot apply ("" when it can)
   layer_decay_error: Callable[[Any], str] = lambda cfg: ""
+  # A causal LM (GPT): the module's attend(states [B, L, H]) -> next-token logits [B, L, V],
+  # and the default weight of GPT-1's auxiliary LM loss in fine-tuning (0: none)
+  causal_lm: bool = False
+  aux_lm_weight: float = 0.0
+  # (ids_a, ids_b, max_length, special ids) -> {input_ids} of the pair in the other order,
+  # the same tokens as format_inputs keeps (GPT-1's similarity tasks read both orders);
+  # None: one order
+  format_swapped: Optional[Callable[..., Dict[str, np.ndarray]]] = None
 
 
 def register_backbone(backbone: Backbone) -> Backbone:
@@ -256,16 +264,24 @@ _register_electra()
 
 # ---- GPT-1 / GPT-2 ----------------------------------------------------------------------
 
-def _gpt_inputs(ids_a, ids_b, max_length: int, special: Mapping[str, int]
-                ) -> Dict[str, np.ndarray]:
+def _gpt_inputs(ids_a, ids_b, max_length: int, special: Mapping[str, int],
+                swap: bool = False) -> Dict[str, np.ndarray]:
   """GPT-1's input transformation: start A (delim B) extract. The vocabulary's end-of-text
   token plays all three parts (GPT-1 added three new tokens; one existing token keeps a
-  pretrained checkpoint's vocabulary as it is); the classifier reads the extract token."""
+  pretrained checkpoint's vocabulary as it is); the classifier reads the extract token.
+  swap: start B delim A extract, with the same (truncated) A and B."""
   eot = special["eos"]
   budget = max_length - (3 if ids_b is not None else 2)
   a, b = truncate_pair(ids_a, ids_b, budget)
+  if swap and b is not None:
+    a, b = b, a
   ids = [eot] + a + [eot] + ([] if b is None else b + [eot])
   return {"input_ids": np.asarray(ids, np.int32), "token_type_ids": np.zeros(len(ids), np.int32)}
+
+
+def _gpt_swapped(ids_a, ids_b, max_length: int, special: Mapping[str, int]
+                 ) -> Dict[str, np.ndarray]:
+  return _gpt_inputs(ids_a, ids_b, max_length, special, swap=True)
 
 
 def _gpt_depth(path: str, num_layers: int) -> int:
@@ -295,7 +311,8 @@ def _register_gpt():
         sizes={"tiny": tiny, "base": base}, make_module=gpt.GPTSequenceBackbone,
         apply_overrides=_gpt_overrides, format_inputs=_gpt_inputs, special_roles=("eos",),
         summary_output="last_token_state", sequence_output="last_hidden_state",
-        num_layers=lambda cfg: cfg.num_layers, layer_depth=_gpt_depth))
+        num_layers=lambda cfg: cfg.num_layers, layer_depth=_gpt_depth, causal_lm=True,
+        aux_lm_weight=0.5, format_swapped=_gpt_swapped))
 
 
 _register_gpt()

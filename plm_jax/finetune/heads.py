@@ -10,6 +10,12 @@
         is the same with GELU (the backbone's classifier_activation).
     head="span": dense [H, 2] on every position (BertForQuestionAnswering's qa_outputs).
         Output {"start_logits": [B, L], "end_logits": [B, L]}.
+    swapped_input_ids / swapped_attention_mask [B, L] (classification on a pooled summary):
+        the pair in the other order (GPT-1's similarity tasks); both orders run through
+        the backbone as one [2B, L] batch and their summaries are added before the head.
+    lm_head=True (a causal-LM backbone: GPT): the output adds "lm_logits" [B, L, V] (or
+        [2B, L, V], the given order first, with swapped inputs): the tied LM head's
+        next-token logits, for GPT-1's auxiliary LM loss.
 
 Params: <backbone module name>/... (the family's backbone, e.g. bert/...), then
 `classifier/{kernel,bias}` or `qa_outputs/{kernel,bias}` (the Hugging Face head
@@ -53,29 +59,51 @@ class FinetuneModel(nn.Module):
   head: str = "classification"
   num_labels: int = 2
   classifier_dropout: float = 0.1
+  lm_head: bool = False
 
   @nn.compact
   def __call__(self, input_ids: jax.Array, attention_mask: Optional[jax.Array] = None,
                token_type_ids: Optional[jax.Array] = None,
-               deterministic: bool = True) -> Dict[str, jax.Array]:
+               deterministic: bool = True, swapped_input_ids: Optional[jax.Array] = None,
+               swapped_attention_mask: Optional[jax.Array] = None) -> Dict[str, jax.Array]:
     bb = get_backbone(self.family)
-    out = bb.make_module(self.config, name=bb.module_name)(
-        input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-        deterministic=deterministic)
+    batch = input_ids.shape[0]
+    both = swapped_input_ids is not None
+    if both:
+      if self.head != "classification" or bb.classifier != "pooled":
+        raise ValueError(f"swapped_input_ids: both orders need a classification head on a "
+                         f"pooled summary ({self.family} has head {self.head!r}, classifier "
+                         f"{bb.classifier!r})")
+      masks = [jnp.ones_like(ids) if m is None else m for ids, m in
+               ((input_ids, attention_mask), (swapped_input_ids, swapped_attention_mask))]
+      attention_mask = jnp.concatenate(masks)                          # [2 batch, length]
+      input_ids = jnp.concatenate([input_ids, swapped_input_ids])     # [2 batch, length]
+      token_type_ids = None if token_type_ids is None else jnp.concatenate(
+          [token_type_ids, jnp.zeros_like(swapped_input_ids)])
+    if self.lm_head and not bb.causal_lm:
+      raise ValueError(f"lm_head=True: the {self.family} backbone is not a causal LM")
+    module = bb.make_module(self.config, name=bb.module_name)
+    out = module(input_ids=input_ids, attention_mask=attention_mask,
+                 token_type_ids=token_type_ids, deterministic=deterministic)
+    extra = {}
+    if self.lm_head:      # tied output layer, no params of its own
+      extra["lm_logits"] = module.attend(out[bb.sequence_output])     # [batch', length, vocab]
     std = float(getattr(self.config, "initializer_range", 0.02))
     if self.head == "classification" and bb.classifier == "first_token_mlp":
       x = out[bb.sequence_output][:, 0]                                # [batch, embed]
       return {"logits": FirstTokenClassifier(self.num_labels, self.classifier_dropout, std,
                                              bb.classifier_activation,
-                                             name="classifier")(x, deterministic)}
+                                             name="classifier")(x, deterministic), **extra}
     if self.head == "classification":
-      x = out[bb.summary_output]                                       # [batch, embed]
+      x = out[bb.summary_output]                                       # [batch', embed]
+      if both:
+        x = x[:batch] + x[batch:]                                      # [batch, embed]
       x = nn.Dropout(self.classifier_dropout)(x, deterministic=deterministic)
       logits = dense(self.num_labels, ("embed", None), std, jnp.float32, "classifier")(x)
-      return {"logits": logits.astype(jnp.float32)}                    # [batch, labels]
+      return {"logits": logits.astype(jnp.float32), **extra}           # [batch, labels]
     if self.head == "span":
       x = out[bb.sequence_output]                                      # [batch, length, embed]
       logits = dense(2, ("embed", None), std, jnp.float32, "qa_outputs")(x)
       logits = logits.astype(jnp.float32)                              # [batch, length, 2]
-      return {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
+      return {"start_logits": logits[..., 0], "end_logits": logits[..., 1], **extra}
     raise ValueError(f"unknown head {self.head!r}; choose one of {HEADS}")

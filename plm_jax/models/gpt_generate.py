@@ -19,7 +19,7 @@ exactly its own tokens at positions 0, 1, 2, ... with no padding inside.
 
   python -m plm_jax.models.gpt_generate --model_dir=DIR --prompt="Hello" --max_length=40
 prints continuations (DIR: a Hugging Face GPT/GPT-2 directory or a plm_jax export with
-vocab.json + merges.txt).
+vocab.json + merges.txt: GPT-2's byte-level BPE or GPT-1's).
 """
 from __future__ import annotations
 
@@ -127,10 +127,15 @@ def _generate(model, params, tokens, prompt_lengths, rng, temperature, top_p, eo
 
 def check_prompts(prompts: Sequence[Sequence[int]], max_length: int, context: int,
                   vocab_size: int) -> None:
-  """One-line ValueErrors: an empty prompt, one that fills max_length, max_length past the
-  context, an id outside the vocabulary."""
+  """One-line ValueErrors: an empty prompt, one that fills the model's context or max_length,
+  max_length past the context, an id outside the vocabulary."""
   if not prompts:
     raise ValueError("generate: no prompts")
+  for i, p in enumerate(prompts):
+    if len(p) >= context:
+      raise ValueError(f"generate: prompt {i} has {len(p)} tokens, but the model's context is "
+                       f"{context} positions (max_position_embeddings), counting the "
+                       "continuation: shorten the prompt")
   if max_length > context:
     raise ValueError(f"generate: max_length {max_length} exceeds the model's context of "
                      f"{context} positions (max_position_embeddings)")
@@ -175,9 +180,10 @@ def generate(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]], ma
 # ---- command line -------------------------------------------------------------------------
 
 def load_model_and_vocab(model_dir: str):
-  """(GPTLMHeadModel, params, ByteLevelBPEVocabulary) from an HF directory or an export."""
+  """(GPTLMHeadModel, params, vocabulary) from an HF directory or an export; the vocabulary
+  is its vocab.json + merges.txt (GPT-2's byte-level BPE or GPT-1's, plm_jax.data.gpt1_bpe)."""
   import os  # pylint: disable=import-outside-toplevel
-  from plm_jax.data import bpe  # pylint: disable=import-outside-toplevel
+  from plm_jax.data import gpt1_bpe  # pylint: disable=import-outside-toplevel
   from plm_jax.models.gpt import GPTConfig, GPTLMHeadModel  # pylint: disable=import-outside-toplevel
   if os.path.isfile(os.path.join(model_dir, "config.json")):
     import plm_jax  # pylint: disable=import-outside-toplevel
@@ -190,7 +196,7 @@ def load_model_and_vocab(model_dir: str):
     model = GPTLMHeadModel(cfg)
   if not isinstance(model, GPTLMHeadModel):
     raise ValueError(f"{model_dir}: not a GPT / GPT-2 model ({type(model).__name__})")
-  vocab = bpe.ByteLevelBPEVocabulary(os.path.join(model_dir, "vocab.json"))
+  vocab = gpt1_bpe.load_bpe(os.path.join(model_dir, "vocab.json"))
   if vocab.vocab_size > model.config.vocab_size:
     raise ValueError(f"{model_dir}/vocab.json: {vocab.vocab_size} tokens, but the model has "
                      f"{model.config.vocab_size} rows (vocabulary and model do not match)")
