@@ -73,6 +73,17 @@ def test_cached_greedy_equals_uncached_and_hf_generate(imported):
     assert out.tokens[i].tolist() == hf_row, i
 
 
+@pytest.mark.parametrize("lengths,max_length", [((10, 10), 11), ((9, 13), 16)])
+def test_chunked_prefill_equals_uncached(gpt2, lengths, max_length):
+  # Chunks of 4 over a shared prompt part of 9-10 tokens: several passes, and with
+  # (10, 10) in 11 slots the last chunk is moved back to end at the buffer's end.
+  _, model, params = gpt2
+  rng = np.random.default_rng(len(lengths) + max_length)
+  prompts = [rng.integers(1, 90, size=n).tolist() for n in lengths]
+  out = gpt_generate.generate(model, params, prompts, max_length, prefill_chunk=4)
+  assert out.tokens.tolist() == uncached_greedy(model, params, prompts, max_length)
+
+
 def test_stop_on_eos_pads_the_rest(gpt2):
   _, model, params = gpt2
   free = gpt_generate.generate(model, params, PROMPTS, MAX_LENGTH)

@@ -66,12 +66,17 @@ def next_token(logits: jax.Array, rng: jax.Array, temperature: Any, top_k: int, 
   return jax.random.categorical(rng, logits, axis=-1).astype(jnp.int32)
 
 
-def _hidden_at(module, tokens, index):
-  """Prefill: run the whole buffer through the cache; logits of each row at `index` [B]."""
-  h = module.transformer(tokens, position_ids=jnp.arange(tokens.shape[1])[None],
-                         decode=True)["last_hidden_state"]           # [batch, length, embed]
-  h = jnp.take_along_axis(h, index[:, None, None], axis=1)[:, 0]     # [batch, embed]
-  return module.transformer.attend(h)                                # [batch, vocab]
+PREFILL_CHUNK = 32   # prompt tokens per prefill pass (a static shape: one compile)
+
+
+def _hidden_chunk(module, tokens, begin):
+  """Prefill: tokens [B, C] at positions begin .. begin+C-1 through the cache -> [B, C, H]."""
+  positions = begin + jnp.arange(tokens.shape[1])[None]
+  return module.transformer(tokens, position_ids=positions, decode=True)["last_hidden_state"]
+
+
+def _attend(module, hidden):
+  return module.transformer.attend(hidden)                           # [batch, vocab]
 
 
 def _step(module, token, position):
@@ -87,19 +92,43 @@ def _set_cache_index(cache, index):
   return jax.tree_util.tree_map_with_path(fix, cache)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "top_k", "greedy"))
+def _prefill(model, params, cache, tokens, start, chunk):
+  """Runs tokens[:, :start] through the cache, `chunk` at a time (the last chunk moved back
+  to end at the buffer's end if it would run past it: it rewrites the same slots with the
+  same values); -> (cache, logits [B, vocab] of position start - 1). Slots past start that
+  a chunk filled are overwritten by the decoding steps before any query can see them."""
+  batch, length = tokens.shape
+
+  def body(state):
+    i, cache, last = state
+    begin = jnp.minimum(i * chunk, length - chunk)
+    piece = jax.lax.dynamic_slice_in_dim(tokens, begin, chunk, axis=1)
+    hidden, mutated = model.apply({"params": params, "cache": _set_cache_index(cache, begin)},
+                                  piece, begin, method=_hidden_chunk, mutable=["cache"])
+    offset = start - 1 - begin                 # where position start - 1 sits in this chunk
+    row = jax.lax.dynamic_index_in_dim(hidden, jnp.clip(offset, 0, chunk - 1), axis=1,
+                                       keepdims=False)                    # [batch, embed]
+    last = jnp.where((offset >= 0) & (offset < chunk), row.astype(last.dtype), last)
+    return i + 1, mutated["cache"], last
+
+  last = jnp.zeros((batch, model.config.hidden_size), jnp.float32)
+  _, cache, last = jax.lax.while_loop(lambda s: s[0] * chunk < start, body, (0, cache, last))
+  logits = model.apply({"params": params}, last, method=_attend)
+  return _set_cache_index(cache, start), logits
+
+
+@functools.partial(jax.jit, static_argnames=("model", "top_k", "greedy", "prefill_chunk"))
 def _generate(model, params, tokens, prompt_lengths, rng, temperature, top_p, eos_id, pad_id, *,
-              top_k: int, greedy: bool):
+              top_k: int, greedy: bool, prefill_chunk: int = PREFILL_CHUNK):
   """tokens [B, L] (prompts left-aligned), prompt_lengths [B] -> (tokens, lengths); eos_id
-  (-1: none) and pad_id are int32 scalars."""
+  (-1: none) and pad_id are int32 scalars. The prompts' shared part (up to the shortest
+  prompt's length) is prefilled in chunks of prefill_chunk tokens; each longer prompt's
+  rest is fed one token a step, its own tokens in place of samples."""
   batch, length = tokens.shape
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), tokens, decode=True))["cache"]
   cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
   start = jnp.min(prompt_lengths)
-  logits, mutated = model.apply({"params": params, "cache": cache}, tokens,
-                                jnp.full((batch,), start - 1), method=_hidden_at,
-                                mutable=["cache"])
-  cache = _set_cache_index(mutated["cache"], start)
+  cache, logits = _prefill(model, params, cache, tokens, start, min(prefill_chunk, length))
   done = jnp.zeros((batch,), bool)
 
   def cond(state):
@@ -155,7 +184,7 @@ def check_prompts(prompts: Sequence[Sequence[int]], max_length: int, context: in
 def generate(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]], max_length: int,
              temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
              eos_id: Optional[int] = None, pad_id: int = 0,
-             rng: Optional[jax.Array] = None) -> Generated:
+             rng: Optional[jax.Array] = None, prefill_chunk: int = PREFILL_CHUNK) -> Generated:
   """Continues every prompt to at most max_length tokens (see the module doc)."""
   cfg = model.config
   check_prompts(prompts, max_length, cfg.max_position_embeddings, cfg.vocab_size)
@@ -173,7 +202,7 @@ def generate(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]], ma
                         jax.random.key(0) if rng is None else rng,
                         jnp.float32(max(temperature, 1e-6)), jnp.float32(top_p),
                         jnp.int32(-1 if eos_id is None else eos_id), jnp.int32(pad_id),
-                        top_k=int(top_k), greedy=greedy)
+                        top_k=int(top_k), greedy=greedy, prefill_chunk=int(prefill_chunk))
   return Generated(np.asarray(out), np.asarray(used))
 
 
