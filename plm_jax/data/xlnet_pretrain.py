@@ -186,27 +186,8 @@ def make_rows(flat: np.ndarray, splits: np.ndarray, *, batch_size: int, seq_leng
       np.float32 if k == "target_weights" else np.int32) for k, r in zip(FEATURES, rows))
 
 
-def word_starts(vocabulary) -> np.ndarray:
-  """bool [vocab]: whether a token starts a word (SentencePiece '▁', WordPiece not '##');
-  all True for other vocabularies."""
-  size = int(vocabulary.vocab_size)
-  sp = getattr(vocabulary, "tokenizer", None)
-  if isinstance(vocabulary, seqio.SentencePieceVocabulary) and sp is not None:
-    return np.array([sp.id_to_piece(i).startswith("\u2581") for i in range(size)], bool)
-  vocab = getattr(vocabulary, "vocab", None)
-  if isinstance(vocab, (list, tuple)) and len(vocab) == size:
-    return np.array([not str(t).startswith("##") for t in vocab], bool)
-  return np.ones(size, bool)
-
-
 def special_ids(vocabulary) -> Tuple[int, int]:
-  """(sep, cls): the vocabulary's own, or '<sep>' / '<cls>' pieces of a SentencePiece model."""
-  if isinstance(vocabulary, seqio.SentencePieceVocabulary):
-    sp = vocabulary.tokenizer
-    ids = [sp.piece_to_id(p) for p in ("<sep>", "<cls>")]
-    if all(i != sp.unk_id() for i in ids):
-      return ids[0], ids[1]
-    return int(vocabulary.eos_id), int(vocabulary.eos_id)
+  """(sep, cls) of the vocabulary (a one-line error naming the vocabulary when it lacks them)."""
   sep, cls = vocab_lib.special_ids(vocabulary, ("sep", "cls"))
   return int(sep), int(cls)
 
@@ -217,7 +198,7 @@ def pack(dataset: tf.data.Dataset, *, vocabulary, data, batch_size: int, seed: i
   np_fn = functools.partial(
       make_rows, batch_size=batch_size, seq_length=data.seq_length,
       reuse_length=data.reuse_length, num_predict=data.num_predict, bi_data=data.bi_data,
-      sep_id=sep_id, cls_id=cls_id, is_start=word_starts(vocabulary), max_gram=data.max_gram,
+      sep_id=sep_id, cls_id=cls_id, is_start=~vocab_lib.continuation_mask(vocabulary), max_gram=data.max_gram,
       mask_alpha=data.mask_alpha, mask_beta=data.mask_beta, seed=seed)
   dtypes = [tf.float32 if k == "target_weights" else tf.int32 for k in FEATURES]
 
