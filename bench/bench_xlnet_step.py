@@ -52,7 +52,7 @@ def _batches(args, steps):
       flat, np.array([0, len(flat)]), batch_size=args.batch, seq_length=args.seq,
       reuse_length=args.reuse, num_predict=args.predict, bi_data=False, sep_id=4, cls_id=3,
       is_start=np.ones(VOCAB, bool), max_gram=5, mask_alpha=6, mask_beta=1, seed=0)
-  feats = dict(zip(xlnet_pretrain.FEATURES, rows))
+  feats = xlnet_pretrain.with_perm_masks(rows, args.reuse)
   return [{k: v[t * args.batch:(t + 1) * args.batch] for k, v in feats.items()}
           for t in range(steps)]
 

@@ -68,7 +68,7 @@ def _rows(seed=0, batch_size=2, bi_data=False):
 
 
 def test_rows_layout_streams_continue_and_targets():
-  f = dict(zip(data.FEATURES, _rows()))
+  f = data.with_perm_masks(_rows(), R)
   ids, types, perm = f["input_ids"], f["token_type_ids"], f["perm_mask"]
   index, tids, weights = f["target_index"], f["target_ids"], f["target_weights"]
   assert ids.shape == (2 * 11, L) and perm.shape == (22, L, L)
@@ -99,7 +99,7 @@ def _objective(mem_len=24, **train):
 
 def _batch(rows, step, batch_size=2):
   sl = slice(step * batch_size, (step + 1) * batch_size)
-  return {k: jnp.asarray(v[sl]) for k, v in zip(data.FEATURES, rows)}
+  return {k: jnp.asarray(v[sl]) for k, v in data.with_perm_masks(rows, R).items()}
 
 
 def test_query_stream_sees_nothing_hidden_from_it():

@@ -42,6 +42,9 @@ from plm_jax.data import vocab as vocab_lib
 
 INT_FEATURES = ("input_ids", "token_type_ids", "target_index", "target_ids")
 FEATURES = INT_FEATURES + ("perm_mask", "target_weights")
+# What make_rows emits: the factorisation order [L] instead of the [L, L] mask, which is
+# built row by row afterwards (a group of long books gives thousands of rows).
+ROW_FEATURES = INT_FEATURES + ("order", "target_weights")
 Spec = seqio.FeatureConverter.FeatureSpec
 
 
@@ -135,11 +138,30 @@ def perm_mask_from_order(order: np.ndarray, is_target: np.ndarray, reuse_length:
   return hidden.astype(np.int32)
 
 
+def row_perm_mask(order: np.ndarray, target_index: np.ndarray, target_weights: np.ndarray,
+                  reuse_length: int) -> np.ndarray:
+  """One row's perm_mask [L, L] from its order and targets (make_rows' outputs)."""
+  is_target = np.zeros(len(order), bool)
+  is_target[target_index[target_weights > 0]] = True
+  return perm_mask_from_order(order, is_target, reuse_length)
+
+
+def with_perm_masks(rows, reuse_length: int):
+  """make_rows' tuple (ROW_FEATURES) -> a dict of FEATURES, perm_mask [N, L, L] included."""
+  f = dict(zip(ROW_FEATURES, rows))
+  order = f.pop("order")
+  f["perm_mask"] = np.stack([row_perm_mask(o, i, w, reuse_length) for o, i, w in
+                             zip(order, f["target_index"], f["target_weights"])]
+                            ).reshape(len(order), order.shape[1], order.shape[1])
+  return f
+
+
 def make_rows(flat: np.ndarray, splits: np.ndarray, *, batch_size: int, seq_length: int,
               reuse_length: int, num_predict: int, bi_data: bool, sep_id: int, cls_id: int,
               is_start: np.ndarray, max_gram: int, mask_alpha: int, mask_beta: int,
               seed: int):
-  """One group's documents (flat ids + row splits) -> the features, step-major rows."""
+  """One group's documents (flat ids + row splits) -> the ROW_FEATURES, step-major rows
+  (with_perm_masks / row_perm_mask turn the orders into masks)."""
   del splits
   rng = np.random.default_rng([seed, zlib.crc32(np.ascontiguousarray(flat).tobytes())])
   streams = batch_size // 2 if bi_data else batch_size
@@ -149,7 +171,7 @@ def make_rows(flat: np.ndarray, splits: np.ndarray, *, batch_size: int, seq_leng
     data = np.concatenate([data, data[:, ::-1]], axis=0)
   total = seq_length - reuse_length - 3
   goals = split_predictions(num_predict, seq_length, reuse_length)
-  out = {k: [] for k in FEATURES}
+  out = {k: [] for k in ROW_FEATURES}
   i = 0
   while i + reuse_length + total <= n:
     for b in range(batch_size):
@@ -174,16 +196,15 @@ def make_rows(flat: np.ndarray, splits: np.ndarray, *, batch_size: int, seq_leng
       pad = num_predict - len(index)
       out["input_ids"].append(ids)
       out["token_type_ids"].append(types_)
-      out["perm_mask"].append(perm_mask_from_order(order, is_target, reuse_length))
+      out["order"].append(order)
       out["target_index"].append(np.pad(index, (0, pad)))
       out["target_ids"].append(np.pad(ids[index], (0, pad)))
       out["target_weights"].append(np.pad(np.ones(len(index), np.float32), (0, pad)))
     i += reuse_length
-  rows = [np.asarray(out[k]) for k in FEATURES]
-  shapes = {"perm_mask": (0, seq_length, seq_length), "target_index": (0, num_predict),
-            "target_ids": (0, num_predict), "target_weights": (0, num_predict)}
-  return tuple((r if len(r) else np.zeros(shapes.get(k, (0, seq_length)))).astype(
-      np.float32 if k == "target_weights" else np.int32) for k, r in zip(FEATURES, rows))
+  rows = [np.asarray(out[k]) for k in ROW_FEATURES]
+  return tuple((r if len(r) else np.zeros((0, num_predict if k.startswith("target") else
+                                           seq_length))).astype(
+      np.float32 if k == "target_weights" else np.int32) for k, r in zip(ROW_FEATURES, rows))
 
 
 def special_ids(vocabulary) -> Tuple[int, int]:
@@ -200,19 +221,28 @@ def pack(dataset: tf.data.Dataset, *, vocabulary, data, batch_size: int, seed: i
       reuse_length=data.reuse_length, num_predict=data.num_predict, bi_data=data.bi_data,
       sep_id=sep_id, cls_id=cls_id, is_start=~vocab_lib.continuation_mask(vocabulary), max_gram=data.max_gram,
       mask_alpha=data.mask_alpha, mask_beta=data.mask_beta, seed=seed)
-  dtypes = [tf.float32 if k == "target_weights" else tf.int32 for k in FEATURES]
+  dtypes = [tf.float32 if k == "target_weights" else tf.int32 for k in ROW_FEATURES]
+  mask_fn = functools.partial(row_perm_mask, reuse_length=data.reuse_length)
 
   def make(ex):
     tokens = ex["tokens"]
     arrays = tf.numpy_function(np_fn, [tokens.flat_values, tokens.row_splits], dtypes,
                                stateful=False)
-    lengths = {"perm_mask": [None, data.seq_length, data.seq_length]}
-    return {k: tf.ensure_shape(a, lengths.get(k, [None, data.num_predict if k.startswith(
-        "target") else data.seq_length])) for k, a in zip(FEATURES, arrays)}
+    return {k: tf.ensure_shape(a, [None, data.num_predict if k.startswith("target") else
+                                   data.seq_length]) for k, a in zip(ROW_FEATURES, arrays)}
+
+  def add_mask(ex):
+    ex = dict(ex)
+    mask = tf.numpy_function(mask_fn, [ex.pop("order"), ex["target_index"],
+                                       ex["target_weights"]], tf.int32, stateful=False)
+    ex["perm_mask"] = tf.ensure_shape(mask, [data.seq_length, data.seq_length])
+    return ex
 
   ds = dataset.map(lambda ex: {"tokens": tf.cast(vocabulary.encode_tf(ex["text"]), tf.int32)},
                    num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.ragged_batch(data.group_size).map(make).unbatch()
+  # In order (deterministic map): row b of every step must stay row b.
+  return ds.ragged_batch(data.group_size).map(make).unbatch().map(
+      add_mask, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def get_task(data, vocabulary, batch_size: int, seed: int) -> seqio.Task:
