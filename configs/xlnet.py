@@ -12,8 +12,8 @@ Sizes:
          (K = 6), bi_data, batch 8192, 500K steps, Adam lr 4e-4 (eps 1e-6), 40K warmup
          then linear decay, weight decay 0.01, gradient clipping 1.0, dropout 0.1
 base and large read a SentencePiece model (--config.data.vocab.path; learn one with
-python -m plm_jax.data.spm_train, or configs/xlnet_books_wiki.py). Every section's keys
-and defaults: plm_jax/objectives/xlnet_pretrain.py and plm_jax/train/config.py.
+plm_jax.data.spm_train, see configs/xlnet_books_wiki.py). The keys and defaults of every
+section: plm_jax/objectives/xlnet_pretrain.py and plm_jax/train/config.py.
 """
 import ml_collections
 
