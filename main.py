@@ -5,6 +5,9 @@ r"""Pretrain a model: `python main.py` runs BERT tiny on the built-in corpus (~3
       --config.train.batch_size=8 --config.train.num_steps=100    # any config key can be overridden
   python main.py --config=configs/bert.py:base --config_help       # every key: value and comment
   python main.py --distributed                      # multi-host: jax.distributed.initialize()
+  python main.py --config=configs/bert.py:large --dry_run --devices=256 --peak_flops=275e12
+      # plan only: parameters, FLOPs and per-device memory of the compiled train step on a
+      # 256-device mesh (simulated on CPU), step time at 275 TFLOP/s per device
 
 The workdir (default ./workdir/<config file>_<size>) holds checkpoints/ (resumed
 automatically), tensorboard/ and, at the end, export/ (params, model config and
@@ -76,6 +79,16 @@ _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", os.environ.get("PLM_JAX_DISTRIBUTED", "") == "1",
     "Call jax.distributed.initialize() first (multi-host TPU/GPU; "
     "also enabled by PLM_JAX_DISTRIBUTED=1).")
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "Plan only: build and compile the train step for the configured mesh "
+    "without allocating it or reading data, print parameters, FLOPs per step, per-device "
+    "memory and the step time at --peak_flops, and exit (the workdir is not touched).")
+_DEVICES = flags.DEFINE_integer(
+    "devices", None, "With --dry_run: plan for this many simulated CPU devices instead of "
+    "the machine's devices (e.g. 256 for a v4-512 pod slice).", lower_bound=1)
+_PEAK_FLOPS = flags.DEFINE_float(
+    "peak_flops", None, "With --dry_run: peak FLOP/s of one device (e.g. 275e12, TPU v4 "
+    "bfloat16) for the implied step time.", lower_bound=0.0)
 
 
 def main(argv):
@@ -96,6 +109,13 @@ def main(argv):
   from plm_jax import startup  # pylint: disable=import-outside-toplevel
   startup.quiet_tensorflow()   # before anything below imports TensorFlow
   import jax  # pylint: disable=import-outside-toplevel
+  if not _DRY_RUN.value:
+    for flag in (_DEVICES, _PEAK_FLOPS):
+      if flag.value is not None:
+        _fail(f"--{flag.name} is for --dry_run only")
+  elif _DEVICES.value:   # before anything initialises a backend
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", _DEVICES.value)
   startup.enable_compilation_cache()
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
@@ -105,10 +125,25 @@ def main(argv):
     _ = "train" in config  # a file that failed to load raises on first use
   except Exception as e:  # pylint: disable=broad-except  (missing file, or the file raised)
     _fail(_config_load_error(e))
+  if _DRY_RUN.value:
+    _dry_run(config)
+    return
   try:
     trainer.train_and_evaluate(config, workdir)
   except (ValueError, FileNotFoundError, trainer.NonFiniteLossError) as e:
     _fail(str(e))
+
+
+def _dry_run(config) -> None:
+  from plm_jax.train import dry_run  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  print(f"dry run: compiling the train step for {jax.device_count()} device(s); nothing is "
+        f"allocated, read or written", flush=True)
+  try:
+    plan = dry_run.plan(config, peak_flops=_PEAK_FLOPS.value or None)
+  except (ValueError, FileNotFoundError) as e:
+    _fail(str(e))
+  print(dry_run.format_plan(plan), flush=True)
 
 
 def _config_load_error(error: Exception) -> str:

@@ -137,5 +137,8 @@ def config_of(main_argv: List[str]):
   flags.DEFINE_string("workdir", None, "", flag_values=fv)
   flags.DEFINE_bool("config_help", False, "", flag_values=fv)
   flags.DEFINE_bool("distributed", False, "", flag_values=fv)
+  flags.DEFINE_bool("dry_run", False, "", flag_values=fv)
+  flags.DEFINE_integer("devices", None, "", flag_values=fv)
+  flags.DEFINE_float("peak_flops", None, "", flag_values=fv)
   fv(["main.py"] + argv)
   return fv.config, fv["config"].config_filename

@@ -340,6 +340,35 @@ def test_config_help_command():
       assert re.search(r"  # \S", line), f"no comment for {key}: {line}"
 
 
+def _dry_run_commands():
+  commands = [c for c in of_kind("main") if "--dry_run" in c]
+  assert commands
+  return commands
+
+
+def test_dry_run_commands_are_valid_for_their_device_count():
+  """The documented dry runs' configs pass the run's checks for the mesh they ask for (the
+  compile itself is the slow test below; tests/test_dry_run.py runs a tiny one)."""
+  from plm_jax.train.config import validate_config
+  for command in _dry_run_commands():
+    argv = main_argv(command)
+    config, _ = docs.config_of(argv)
+    validate_config(config, num_devices=int(docs.flag_value(argv, "devices")))
+
+
+@pytest.mark.slow
+def test_dry_run_commands_print_the_documented_plan():
+  """Each documented dry run, as written (minutes: BERT-large for 256 simulated devices),
+  prints the lines the README shows after it, but for the compile time."""
+  text = "\n".join(docs.readme_blocks("text"))
+  for command in _dry_run_commands():
+    result = run(as_run(command, "/nonexistent"), REPO, timeout=3600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for line in result.stdout.splitlines():
+      if not line.startswith("compiled in "):
+        assert line in text, line
+
+
 def _leaves(config, prefix=""):
   for key in config.keys():
     if hasattr(config[key], "keys"):
@@ -360,7 +389,7 @@ def test_long_training_commands_run(tmp_path, monkeypatch):
   if os.path.isdir(os.path.join(paths.data_dir(), "pretrain")):
     train_documented_vocabularies(tmp_path, monkeypatch)
   for command in of_kind("main"):
-    if ("--config_help" in command or "--distributed" in command
+    if ("--config_help" in command or "--distributed" in command or "--dry_run" in command
         or docs.config_of(main_argv(command))[0] == default_config):
       continue
     extra = list(TWO_STEPS)

@@ -199,6 +199,29 @@ def mesh_context(run: RunConfig, mesh):
   return contextlib.nullcontext()
 
 
+def jit_train_fn(setup: ShardedSetup):
+  """The jitted train step the loop runs (state donated and sharded); trace and call it
+  inside `mesh_context`. plm_jax.train.dry_run lowers this same function."""
+  return step_lib.jit_train_step(setup.objective, setup.tx, setup.mesh, setup.state_shardings,
+                                 setup.run.train.grad_accum_steps, setup.rules)
+
+
+def step_base_rng(seed: int) -> jax.Array:
+  """The key every step folds its step number into (dropout masks)."""
+  return jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+
+
+def abstract_step_args(setup: ShardedSetup) -> tuple:
+  """(state, global batch, base rng) of the train step as ShapeDtypeStructs with the
+  shardings the loop gives its arrays: what `jit_train_fn(setup)` is called with."""
+  batch_sh = sharding_lib.batch_sharding(setup.mesh)
+  spec = setup.objective.batch_spec(setup.run.train.batch_size)
+  batch = {k: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=batch_sh) for k, s in spec.items()}
+  rng = jax.eval_shape(step_base_rng, setup.run.seed)
+  rng = jax.ShapeDtypeStruct(rng.shape, rng.dtype, sharding=sharding_lib.replicated(setup.mesh))
+  return setup.abstract_state, batch, rng
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        devices: Optional[Sequence[jax.Device]] = None) -> Dict[str, float]:
   """Trains config.train.num_steps steps in workdir (resuming); returns final metrics."""
@@ -258,10 +281,9 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   train_it = evaluation.host_iterator(train_ds, "train")
   best = best_lib.BestTracker(workdir, t.best_metric, t.best_mode)
 
-  train_fn = step_lib.jit_train_step(objective, setup.tx, mesh, setup.state_shardings,
-                                     t.grad_accum_steps, setup.rules)
+  train_fn = jit_train_fn(setup)
   finite_fn = jax.jit(_all_finite)
-  base_rng = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+  base_rng = step_base_rng(seed)
   tokens = int(math.prod(spec["input_ids"].shape)) if "input_ids" in spec else t.batch_size
   per_example = objective.train_flops_per_example()
   flops = None if per_example is None else per_example * t.batch_size
