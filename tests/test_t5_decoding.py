@@ -1,5 +1,5 @@
-"""T5 greedy decoding: the key/value-cached decoder equals the uncached forward pass token
-for token, and equals transformers' `generate` (greedy) on the same random-weight model."""
+"""T5 decoding: cached greedy decoding equals the uncached forward pass token for token, and
+greedy and beam search equal transformers' `generate` on the same random-weight model."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,11 +9,11 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import plm_jax  # noqa: E402
-from plm_jax.models.t5_decoding import greedy_decode  # noqa: E402
+from plm_jax.models.t5_decoding import beam_search, greedy_decode  # noqa: E402
 from t5_hf import hf_generate, hf_t5, save_hf  # noqa: E402
 
 torch.set_num_threads(2)
-# v1.1 layout, 3 decoder layers over 2 encoder layers; EOS made rare enough that rows run on.
+# v1.1 layout, 3 decoder layers over 2 encoder layers.
 KW = dict(vocab_size=61, d_model=32, d_kv=8, d_ff=40, num_layers=2, num_decoder_layers=3,
           num_heads=4, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
           relative_attention_num_buckets=8, relative_attention_max_distance=10)
@@ -93,3 +93,22 @@ def test_greedy_equals_hf_generate(imported, greedy):
   assert_same_tokens(greedy, ref, hf_fill=0)
   assert (greedy[:, -1] != 0).sum() == 3 and (greedy == 1).sum() == 1   # 3 run on, 1 ends
   assert len(set(greedy.ravel().tolist())) > 15             # not one repeated token
+
+
+def test_beam_search_equals_hf_generate(imported):
+  """All 3 finished beams of every row, in order, and their scores, for two length
+  penalties (which pick different beams here), from one compilation."""
+  hf, model, params, ids, mask = imported
+  search = jax.jit(lambda p, i, m, lp: beam_search(model, p, i, m, MAX_LENGTH, 3, lp))
+  picked = []
+  for penalty in (0.6, 2.0):
+    out = search(params, ids, mask, penalty)
+    tokens, scores = np.asarray(out.tokens), np.asarray(out.scores)
+    ref = hf_generate(hf, ids, mask, MAX_LENGTH, num_beams=3, length_penalty=penalty,
+                      num_return_sequences=3, return_dict_in_generate=True, output_scores=True)
+    assert_same_tokens(tokens.reshape(12, MAX_LENGTH), ref.sequences.numpy(), hf_fill=1)
+    np.testing.assert_allclose(scores.ravel(), ref.sequences_scores.numpy(), rtol=1e-4)
+    assert (np.diff(scores, axis=1) <= 0).all()              # best first
+    picked.append(tokens)
+  assert (picked[0] != picked[1]).any()                      # the penalty matters here
+  assert search._cache_size() == 1
