@@ -64,6 +64,11 @@ class Family:
   # A causal LM (GPT): full packed rows (input_ids, segment_ids 1, position_ids), every
   # token predicted on both sides (HF labels = input_ids), no masked positions, no pooler.
   causal_lm: bool = False
+  # An encoder-decoder (T5): --seq encoder tokens and --predictions target tokens per row
+  # (seqio EncDecFeatureConverter features, unpacked, every token real); HF labels = the
+  # targets; tokens/s counts both; `configure(config, seq, targets)` sets the lengths.
+  seq2seq: bool = False
+  configure: Optional[Callable[[Any, int, int], None]] = None
 
 
 def _floor_verdict(family: Family, ratio: float) -> str:
@@ -196,7 +201,19 @@ def causal_lm_batch(rng, vocab, batch, seq):
           "position_ids": np.broadcast_to(np.arange(seq, dtype=np.int32), (batch, seq)).copy()}
 
 
+def seq2seq_batch(rng, vocab, batch, seq, targets):
+  """Synthetic encoder-decoder rows: seq input tokens, targets target tokens (no padding)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  tgt = rng.integers(2, vocab, size=(batch, targets)).astype(np.int32)
+  return {"encoder_input_tokens": rng.integers(2, vocab, size=(batch, seq)).astype(np.int32),
+          "decoder_target_tokens": tgt,
+          "decoder_input_tokens": np.concatenate([np.zeros((batch, 1), np.int32), tgt[:, :-1]], 1),
+          "decoder_loss_weights": np.ones((batch, targets), np.int32)}
+
+
 def family_batch(family: Family, rng, batch, seq, preds):
+  if family.seq2seq:
+    return seq2seq_batch(rng, family.vocab_size, batch, seq, preds)
   if family.causal_lm:
     return causal_lm_batch(rng, family.vocab_size, batch, seq)
   out = make_batch(rng, family.vocab_size, batch, seq, preds, family.sentence_label,
@@ -213,19 +230,25 @@ def jax_setup(family: Family, size, batch, seq, preds, *, vocab_size, dtype="flo
   import jax  # pylint: disable=import-outside-toplevel
   from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
   config = family.config(size)
-  config.data.seq_length = seq
-  if not family.causal_lm:
+  if family.configure is not None:
+    family.configure(config, seq, preds)
+  else:
+    config.data.seq_length = seq
+  if not (family.causal_lm or family.seq2seq):
     config.mlm.max_predictions = preds
   config.train.batch_size = batch
   config.optimizer.warmup_steps = 10
   config.optimizer.update(name="adamw", learning_rate=1e-4, weight_decay=0.01, eps=1e-6,
                           grad_clip_norm=1.0)   # the PyTorch side's optimizer
   config.model.dtype = dtype
-  config.model.max_position_embeddings = max(seq + family.pad_id + 1,
-                                             config.model.max_position_embeddings)
+  if "max_position_embeddings" in config.model:
+    config.model.max_position_embeddings = max(seq + family.pad_id + 1,
+                                               config.model.max_position_embeddings)
   if fused_ops is not None:
     config.model.fused_ops = bool(fused_ops)
-  if not dropout:
+  if not dropout and family.seq2seq:
+    config.model.dropout_rate = 0.0
+  elif not dropout:
     config.model.hidden_dropout_rate = config.model.attention_dropout_rate = 0.0
   objective = family.objective(config, vocab_size)   # synthetic batches: only the size matters
   return trainer.build_setup(config, devices=devices or jax.devices()[:1], objective=objective)
@@ -237,8 +260,12 @@ def jax_step(family: Family, size, batch_np, *, vocab_size, dtype="float32", dev
   import jax  # pylint: disable=import-outside-toplevel
   from plm_jax.train import evaluation, step as step_lib  # pylint: disable=import-outside-toplevel
 
-  batch, seq = batch_np["input_ids"].shape
-  preds = seq if family.causal_lm else batch_np["masked_lm_positions"].shape[1]
+  if family.seq2seq:
+    batch, seq = batch_np["encoder_input_tokens"].shape
+    preds = batch_np["decoder_target_tokens"].shape[1]
+  else:
+    batch, seq = batch_np["input_ids"].shape
+    preds = seq if family.causal_lm else batch_np["masked_lm_positions"].shape[1]
   setup = jax_setup(family, size, batch, seq, preds,
                     vocab_size=vocab_size, dtype=dtype, devices=devices, fused_ops=fused_ops)
   fn = step_lib.jit_train_step(setup.objective, setup.tx, setup.mesh, setup.state_shardings,
@@ -272,14 +299,17 @@ def torch_step(family: Family, size, batch_np, *, vocab_size, device="cpu", dtyp
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
   torch.manual_seed(0)
-  model = family.hf_model(cfg, vocab_size, batch_np["input_ids"].shape[1]).to(device)
+  rows = batch_np["encoder_input_tokens" if family.seq2seq else "input_ids"]
+  model = family.hf_model(cfg, vocab_size, rows.shape[1]).to(device)
   model.train()
   # fused=True: the kernel Hugging Face's Trainer uses by default with torch >= 2.8
   # (optim='adamw_torch_fused'); about 3x faster on CPU than the per-tensor loop.
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6, fused=True)
   tensors = {k: torch.from_numpy(v.astype(np.int64)).to(device) for k, v in batch_np.items()
              if v.dtype != np.float32}
-  if family.causal_lm:
+  if family.seq2seq:
+    tensors["labels"] = tensors["decoder_target_tokens"]   # HF shifts them right itself
+  elif family.causal_lm:
     tensors["labels"] = tensors["input_ids"]            # HF shifts them inside the model
   else:
     labels = torch.full_like(tensors["input_ids"], -100)
@@ -406,10 +436,12 @@ def report(family: Family, args, impls, results) -> None:
   peak = max([torch_rate] + [r[1] for r in jax_runs.values()])
   jax_rate = max(r[1] for r in jax_runs.values())
   cfg = family.config(args.size).model
-  tokens = args.batch * args.seq
+  tokens = args.batch * (args.seq + (args.predictions if family.seq2seq else 0))
   j_flops = flops(_gemms(family, cfg, args.batch, args.seq, args.batch * args.predictions))
-  t_flops = flops(_gemms(family, cfg, args.batch, args.seq, args.batch * args.seq))
-  print(f"{family.name}-{args.size} train step, batch {args.batch} x {args.seq}, float32, "
+  t_flops = j_flops if family.seq2seq else flops(_gemms(family, cfg, args.batch, args.seq,
+                                                        args.batch * args.seq))
+  shape = f"{args.seq} inputs + {args.predictions} targets" if family.seq2seq else args.seq
+  print(f"{family.name}-{args.size} train step, batch {args.batch} x {shape}, float32, "
         f"{args.threads} CPU threads, vocab {family.vocab_size}, "
         + ("every token predicted" if family.causal_lm
            else f"{args.predictions} predictions/example"))

@@ -29,3 +29,24 @@ def save_hf(model, path):
   config["tie_word_embeddings"] = config["scale_decoder_outputs"]
   hf_io.write_checkpoint(str(path), config, tensors)
   return tensors
+
+
+def hf_generate(model, ids, mask, max_new_tokens, **kwargs):
+  """transformers' `generate` on int arrays [B, S] -> numpy [B or B * num_return_sequences,
+  1 + up to max_new_tokens] (start token first; stops early when every row ended), or
+  generate's output object with return_dict_in_generate=True.
+
+  transformers 5 sizes generate's default cache from `num_hidden_layers`, which T5 maps to
+  the encoder's `num_layers`: with more decoder than encoder layers the cache has too few
+  layers and generate raises IndexError. A cache built without a config (its layers added
+  as the decoder reaches them) avoids that.
+  """
+  cache = transformers.EncoderDecoderCache(transformers.DynamicCache(),
+                                           transformers.DynamicCache())
+  kwargs.setdefault("decoder_start_token_id", 0)
+  with torch.no_grad():
+    out = model.generate(input_ids=torch.tensor(ids, dtype=torch.long),
+                         attention_mask=torch.tensor(mask, dtype=torch.long),
+                         max_new_tokens=max_new_tokens, do_sample=False,
+                         cache=cache, **kwargs)
+  return out if kwargs.get("return_dict_in_generate") else out.numpy()

@@ -437,7 +437,8 @@ def test_bench_commands_run(tmp_path):
                                                     "--warmup=1"],
              "bench/bench_bert_step_accel.py": ["--size=tiny", "--steps=1", "--warmup=1"],
              "bench/bench_gpt_step.py": ["--quick"], "bench/bench_gpt_generate.py": ["--quick"],
-             "bench/bench_xlnet_step.py": ["--quick"]}
+             "bench/bench_xlnet_step.py": ["--quick"],
+             "bench/bench_t5.py": ["--quick"]}
   for command in of_kind("bench"):
     script = shlex.split(command)[1]
     if "accel" in script and jax.default_backend() == "cpu":

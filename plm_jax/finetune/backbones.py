@@ -42,7 +42,8 @@ class Backbone:
   layer_depth: Callable[[str, int], int]            # (param path 'a/b/c', num_layers) -> depth
   # classification head: "pooled" (dropout -> classifier on summary_output: BERT, ALBERT) or
   # "first_token_mlp" (RoBERTa: dropout -> dense H -> tanh -> dropout -> out_proj on the
-  # first token of sequence_output; params classifier/{dense,out_proj} as in HF)
+  # first token of sequence_output; params classifier/{dense,out_proj} as in HF) or
+  # "text_to_text" (T5: no head; only the glue_t2t objective fine-tunes it)
   classifier: str = "pooled"
   classifier_activation: str = "tanh"               # first_token_mlp's: tanh | gelu (ELECTRA)
   # vocabulary -> config fields a fresh backbone takes from it (RoBERTa: pad_token_id)
@@ -57,6 +58,9 @@ class Backbone:
   # the same tokens as format_inputs keeps (GPT-1's similarity tasks read both orders);
   # None: one order
   format_swapped: Optional[Callable[..., Dict[str, np.ndarray]]] = None
+  # the checkpoint's embedding may have more rows than the vocabulary has ids (T5: 32,128
+  # rows for 32,000 pieces + 100 sentinels)
+  vocab_padded: bool = False
 
 
 def register_backbone(backbone: Backbone) -> Backbone:
@@ -316,3 +320,37 @@ def _register_gpt():
 
 
 _register_gpt()
+
+
+# ---- T5 (text-to-text: plm_jax/finetune/objective_t2t.py) ----------------------------------
+
+def _t5_inputs(ids_a, ids_b, max_length: int, special: Mapping[str, int]):
+  raise ValueError("the t5 backbone reads text (config.objective='glue_t2t'), not token pairs")
+
+
+def _t5_overrides(cfg, o: Mapping[str, Any]):
+  # T5 has one dropout rate (hidden states and attention probabilities): hidden_dropout.
+  return cfg.replace(dropout_rate=o["hidden_dropout"], dtype=o["dtype"],
+                     scan_layers=o["scan_layers"], remat_policy=o["remat_policy"],
+                     fused_ops=o["fused_ops"])
+
+
+def _register_t5():
+  from plm_jax.models.t5 import T5Config, T5ForConditionalGeneration  # pylint: disable=import-outside-toplevel
+  register_backbone(Backbone(
+      family="t5", module_name="t5", config_class=T5Config,
+      sizes={"tiny": dict(hidden_size=64, head_dim=16, intermediate_size=128, num_layers=2,
+                          num_decoder_layers=2, num_heads=4, feed_forward_proj="gated-gelu",
+                          tie_word_embeddings=False),
+             "small": dict(hidden_size=512, head_dim=64, intermediate_size=1024, num_layers=8,
+                           num_decoder_layers=8, num_heads=6, feed_forward_proj="gated-gelu",
+                           tie_word_embeddings=False)},
+      make_module=T5ForConditionalGeneration, apply_overrides=_t5_overrides,
+      format_inputs=_t5_inputs, special_roles=(), summary_output="", sequence_output="",
+      num_layers=lambda cfg: cfg.num_layers, layer_depth=lambda path, n: n + 1,
+      classifier="text_to_text", fresh_fields=lambda vocab: {"eos_token_id": int(vocab.eos_id)},
+      layer_decay_error=lambda cfg: "T5 is an encoder-decoder (no single layer order)",
+      vocab_padded=True))
+
+
+_register_t5()

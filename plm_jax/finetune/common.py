@@ -104,7 +104,8 @@ class Checkpoint:
       if family != self.model.family:
         raise ValueError(f"{self.path}: a {family!r} export, but "
                          f"config.model.family={self.model.family!r}")
-    if getattr(cfg, "vocab_size", vocab_size) != vocab_size:
+    rows = getattr(cfg, "vocab_size", vocab_size)
+    if rows != vocab_size and not (bb.vocab_padded and rows > vocab_size):
       raise ValueError(f"{self.path}: the model's vocab_size is {cfg.vocab_size} but the "
                        f"vocabulary has {vocab_size} tokens (config.vocab)")
     for key, value in bb.fresh_fields(vocab).items():
@@ -196,6 +197,6 @@ def bucketed_dataset(examples: Sequence[Mapping[str, np.ndarray]], lengths: Sequ
       yield batching.shard_rows(b, shard_index, num_shards, batch_size)
 
   first = examples[0]
-  signature = {k: tf.TensorSpec((None, None) if k in sequence else (None,),
+  signature = {k: tf.TensorSpec((None, None) if k in sequence else (None,) + np.shape(v),
                                 tf.as_dtype(np.asarray(v).dtype)) for k, v in first.items()}
   return tf.data.Dataset.from_generator(gen, output_signature=signature)

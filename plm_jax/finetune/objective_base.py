@@ -25,6 +25,7 @@ SHARED_SECTIONS = {"init": common.InitConfig, "model": common.FinetuneModelConfi
 
 class FinetuneObjective(Objective):
   variable_length_features = SEQUENCE
+  text_to_text = False          # True: the objective fine-tunes "text_to_text" backbones (T5)
 
   def __init__(self, config):
     super().__init__(config)
@@ -32,6 +33,10 @@ class FinetuneObjective(Objective):
     self.checkpoint = common.Checkpoint(self.sections["init"], self.model_section)
     self.backbone = self.checkpoint.backbone
     self.family = self.backbone.family
+    if (self.backbone.classifier == "text_to_text") != self.text_to_text:
+      fail("config.model.family", self.family,
+           f"objective {self.name!r} does not fine-tune this backbone (text-to-text: "
+           "objective glue_t2t with family t5, configs/glue_t5.py)")
     self._vocab = None
     self._model_config = None
 
