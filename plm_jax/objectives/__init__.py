@@ -8,3 +8,4 @@ from plm_jax.objectives import elmo_pretrain  # noqa: F401,E402  (registers "elm
 from plm_jax.objectives import electra_pretrain  # noqa: F401,E402  (registers "electra_rtd")
 from plm_jax.objectives import gpt_lm  # noqa: F401,E402  (registers "gpt_clm")
 from plm_jax.objectives import t5_pretrain  # noqa: F401,E402  (registers "t5_span_corruption")
+from plm_jax.objectives import ernie_pretrain  # noqa: F401,E402  (registers "ernie_mlm_nsp")
