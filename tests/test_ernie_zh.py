@@ -60,3 +60,30 @@ def test_bert_chinese_vocab_layout_loads(tmp_path):
   assert ours.encode(LINES[1]) == hf.encode(LINES[1], add_special_tokens=False)
   repl = set(vocab_lib.replacement_ids(ours).tolist())
   assert 1 not in repl and 104 not in repl and 106 in repl     # no [unused1], no <S>
+
+
+@pytest.mark.slow
+def test_documented_ernie_zh_commands(tmp_path, monkeypatch):
+  """The documented vocabulary / lexicon commands (the lexicon's input capped) and the
+  configs/ernie_zh.py runs that read their files: both maskings resolve the vocabulary."""
+  import shlex
+
+  from plm_jax.data import ernie_lexicon
+  from plm_jax.train.config import validate_config
+  import doc_commands as docs
+  if not os.path.isdir(os.path.join(paths.data_dir(), "pretrain", "zh")):
+    pytest.skip("shared data bundle not mounted")
+  monkeypatch.chdir(docs.REPO)
+  fix = lambda c: [a.replace("/tmp/", f"{tmp_path}/") for a in shlex.split(c)]
+  commands = [c for _, c in docs.all_commands()]
+  for c in commands:
+    if c.startswith("python -m plm_jax.data.zh_vocab"):
+      assert zh_vocab.main(fix(c)[3:]) == 0
+    elif c.startswith("python -m plm_jax.data.ernie_lexicon"):
+      assert ernie_lexicon.main(fix(c)[3:] + ["--max_chars=100000"]) == 0
+  runs = [c for c in commands if "configs/ernie_zh.py" in c and c.startswith("python main.py")]
+  assert any("masking=bert" in c for c in runs) and len(runs) >= 2
+  for c in runs:
+    config, _ = docs.config_of(fix(c)[2:])
+    _, objective = validate_config(config)
+    assert objective.vocabulary().vocab_size > 3000, c

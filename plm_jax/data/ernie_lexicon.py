@@ -12,48 +12,52 @@ characters of it.
 """
 from __future__ import annotations
 
-from typing import Iterator
-
-from absl import app, flags
+import argparse
+import sys
+from typing import Iterator, Optional, Sequence
 
 from plm_jax.data import corpora, ernie_units
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("input", None, "comma-separated file globs")
-flags.DEFINE_string("reader", "plain", "corpus reader (plm_jax.data.corpora)")
-flags.DEFINE_string("phrases_out", "", "phrase lexicon to write (empty: none)")
-flags.DEFINE_string("entities_out", "", "entity lexicon to write (empty: none)")
-flags.DEFINE_integer("max_chars", 20_000_000, "read at most this many characters")
-flags.DEFINE_integer("phrase_min_count", 5, "a phrase's word pair seen at least this often")
-flags.DEFINE_float("phrase_min_pmi", 3.0, "a phrase's PMI at least this (natural log)")
-flags.DEFINE_integer("max_phrases", 20_000, "keep the best this many phrases")
-flags.DEFINE_integer("entity_min_count", 3, "an entity seen at least this often")
-flags.DEFINE_integer("max_entities", 20_000, "keep the most frequent this many entities")
-
-
-def _documents() -> Iterator[str]:
+def _documents(args) -> Iterator[str]:
   total = 0
-  for doc in corpora.iter_documents(FLAGS.input, FLAGS.reader, config_key="--input"):
+  for doc in corpora.iter_documents(args.input, args.reader, config_key="--input"):
     yield doc
     total += len(doc)
-    if total >= FLAGS.max_chars:
+    if total >= args.max_chars:
       return
 
 
-def main(argv):
-  del argv
-  docs = list(_documents())
-  if FLAGS.phrases_out:
-    phrases = ernie_units.learn_phrases(docs, FLAGS.phrase_min_count, FLAGS.max_phrases,
-                                        FLAGS.phrase_min_pmi)
-    ernie_units.write_lexicon(FLAGS.phrases_out, phrases)
-    print(f"wrote {FLAGS.phrases_out}: {len(phrases):,} phrases")
-  if FLAGS.entities_out:
-    entities = ernie_units.learn_entities(docs, FLAGS.entity_min_count, FLAGS.max_entities)
-    ernie_units.write_lexicon(FLAGS.entities_out, entities)
-    print(f"wrote {FLAGS.entities_out}: {len(entities):,} entities")
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The command line; returns the exit status (0, or 2 after a one-line error)."""
+  p = argparse.ArgumentParser(prog="python -m plm_jax.data.ernie_lexicon",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--input", required=True, help="comma-separated file globs")
+  p.add_argument("--reader", default="plain", choices=sorted(corpora.READERS))
+  p.add_argument("--phrases_out", default="", help="phrase lexicon to write (empty: none)")
+  p.add_argument("--entities_out", default="", help="entity lexicon to write (empty: none)")
+  p.add_argument("--max_chars", type=int, default=20_000_000, help="read at most this many")
+  p.add_argument("--phrase_min_count", type=int, default=5)
+  p.add_argument("--phrase_min_pmi", type=float, default=3.0)
+  p.add_argument("--max_phrases", type=int, default=20_000)
+  p.add_argument("--entity_min_count", type=int, default=3)
+  p.add_argument("--max_entities", type=int, default=20_000)
+  args = p.parse_args(argv)
+  try:
+    docs = list(_documents(args))
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if args.phrases_out:
+    phrases = ernie_units.learn_phrases(docs, args.phrase_min_count, args.max_phrases,
+                                        args.phrase_min_pmi)
+    ernie_units.write_lexicon(args.phrases_out, phrases)
+    print(f"wrote {args.phrases_out}: {len(phrases):,} phrases")
+  if args.entities_out:
+    entities = ernie_units.learn_entities(docs, args.entity_min_count, args.max_entities)
+    ernie_units.write_lexicon(args.entities_out, entities)
+    print(f"wrote {args.entities_out}: {len(entities):,} entities")
+  return 0
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["input"])
-  app.run(main)
+  sys.exit(main())

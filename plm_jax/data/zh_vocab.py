@@ -17,12 +17,12 @@ bert-base-chinese vocab.txt.
 """
 from __future__ import annotations
 
+import argparse
 import collections
 import re
+import sys
 import unicodedata
-from typing import Iterable, List
-
-from absl import app, flags
+from typing import Iterable, List, Optional, Sequence
 
 from plm_jax.data import corpora
 
@@ -77,23 +77,27 @@ def _read_texts(pattern: str) -> Iterable[str]:
       yield f.read().decode("utf-8-sig", "replace")
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("input", None, "comma-separated file globs (UTF-8 text)")
-flags.DEFINE_string("out", None, "the vocab.txt to write")
-flags.DEFINE_integer("vocab_size", 8000, "largest number of tokens, specials included")
-flags.DEFINE_integer("min_count", 2, "keep tokens seen at least this often")
-flags.DEFINE_bool("lowercase", True, "normalise as an uncased tokenizer (bert-base-chinese: True)")
-
-
-def main(argv):
-  del argv
-  tokens = build_vocab(_read_texts(FLAGS.input), FLAGS.vocab_size, FLAGS.min_count,
-                       FLAGS.lowercase)
-  with open(FLAGS.out, "w", encoding="utf-8") as f:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The command line; returns the exit status (0, or 2 after a one-line error)."""
+  p = argparse.ArgumentParser(prog="python -m plm_jax.data.zh_vocab",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--input", required=True, help="comma-separated file globs (UTF-8 text)")
+  p.add_argument("--out", required=True, help="the vocab.txt to write")
+  p.add_argument("--vocab_size", type=int, default=8000, help="tokens, specials included")
+  p.add_argument("--min_count", type=int, default=2, help="keep tokens seen this often")
+  p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+  args = p.parse_args(argv)
+  try:
+    tokens = build_vocab(_read_texts(args.input), args.vocab_size, args.min_count,
+                         args.lowercase)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  with open(args.out, "w", encoding="utf-8") as f:
     f.write("".join(t + "\n" for t in tokens))
-  print(f"wrote {FLAGS.out}: {len(tokens):,} tokens")
+  print(f"wrote {args.out}: {len(tokens):,} tokens")
+  return 0
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["input", "out"])
-  app.run(main)
+  sys.exit(main())
