@@ -10,7 +10,8 @@ plm_jax export such as ./workdir/bert_tiny/export):
       --config.init.hf_dir=path/to/hf_bert_dir
 
 The argument after ':' is the task: cola, sst2, mrpc, stsb, qqp, mnli, mnli_mm, qnli, rte,
-wnli (ax: predict the diagnostic set with an MNLI model, task.train_split=train of mnli is
+wnli, chnsenticorp (Chinese sentiment from ../shared/data/chinese, ERNIE's task; use
+model.family=ernie for an ERNIE export) (ax: predict the diagnostic set with an MNLI model, task.train_split=train of mnli is
 not available for it). Without init.hf_dir the backbone is fresh (model.size), a
 no-pretraining baseline. Data come from config.task.data_dir in the GLUE TSV layout
 (default: ../shared/data/glue when present), else from TFDS glue/<task>.
@@ -26,7 +27,8 @@ import ml_collections
 
 from plm_jax.data import paths
 
-TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "mnli_mm", "qnli", "rte", "wnli")
+TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "mnli_mm", "qnli", "rte", "wnli",
+         "chnsenticorp")
 
 
 def get_config(arg: str = "sst2") -> ml_collections.ConfigDict:
@@ -38,7 +40,7 @@ def get_config(arg: str = "sst2") -> ml_collections.ConfigDict:
 
   t = c.task = ml_collections.ConfigDict()
   t.name = arg
-  local = os.path.join(paths.data_dir(), "glue")
+  local = os.path.join(paths.data_dir(), "chinese" if arg == "chnsenticorp" else "glue")
   t.data_dir = local if os.path.isdir(local) else ""   # GLUE TSV layout; empty: TFDS
   t.tfds_data_dir = ""                   # TFDS data_dir (prepared glue/* data sets)
   t.tfds_name = ""                       # empty: glue/<task>

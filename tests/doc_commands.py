@@ -103,6 +103,9 @@ def kind(command: str) -> str:
     return "convert"
   if argv[:3] == ["python", "-m", "plm_jax.data.bpe_train"]:
     return "bpe_train"
+  if argv[:3] in (["python", "-m", "plm_jax.data.zh_vocab"],
+                  ["python", "-m", "plm_jax.data.ernie_lexicon"]):
+    return "ernie_units"   # ERNIE's Chinese vocabulary / lexicons (tests/test_ernie_zh.py)
   if argv[:3] == ["python", "-m", "plm_jax.finetune.matrix"]:
     return "matrix"
   if argv[:3] == ["python", "-m", "plm_jax.finetune.squad_eval"]:

@@ -261,11 +261,18 @@ def train_documented_vocabularies(tmp_path, monkeypatch):
     assert spm_train.main(as_run(command, tmp_path, ["--max_sentences=3000"])[3:]) == 0, command
   for command in of_kind("bpe_train"):
     bpe_train.main(as_run(command, tmp_path, ["--max_documents=300"])[3:])
+  from plm_jax.data import ernie_lexicon, zh_vocab  # pylint: disable=import-outside-toplevel
+  for command in of_kind("ernie_units"):
+    if "zh_vocab" in command:
+      assert zh_vocab.main(as_run(command, tmp_path)[3:]) == 0, command
+    else:
+      argv = as_run(command, tmp_path, ["--max_chars=200000"])[3:]
+      assert ernie_lexicon.main(argv) == 0, command
 
 
 def uses_trained_vocabulary(command):
   return any(v in command for v in ("/tmp/spm.model", "/tmp/spm_wiki.model", "/tmp/bpe_wiki/",
-                                     "/tmp/spm_t5"))
+                                     "/tmp/spm_t5", "/tmp/zh_vocab"))
 
 
 def test_sentencepiece_commands(tmp_path, monkeypatch):
@@ -398,7 +405,7 @@ def test_long_training_commands_run(tmp_path, monkeypatch):
     config, _ = docs.config_of(main_argv(command))
     if config.train.get("num_epochs"):   # fine-tuning configs count epochs: steps instead
       extra.append("--config.train.num_epochs=0")
-    if "data" in config and config.data.corpus.type == "text":
+    if "data" in config and config.data.corpus.type == "text" and "books_wiki" in command:
       counts = {}
       for reader, pattern in corpora.reader_globs(config.data.corpus.paths,
                                                   config.data.corpus.reader):

@@ -11,7 +11,7 @@ from typing import Optional
 
 from plm_jax.configlib import fail, param
 
-CORPUS_TYPES = ("builtin", "text", "tfds")
+CORPUS_TYPES = ("builtin", "text", "tfds", "ernie")   # ernie: plm_jax.data.ernie_format
 VOCAB_TYPES = ("builtin", "wordpiece", "sentencepiece", "bpe")
 AUTO = "auto"   # data.vocab.type: from data.vocab.path's file (builtin when the path is empty)
 _FILE_KINDS = {"wordpiece": "a WordPiece vocab.txt", "sentencepiece": "a SentencePiece model",
@@ -38,7 +38,7 @@ class CorpusConfig:
   def check(self, prefix: str) -> None:
     if self.type == "tfds" and not self.tfds_name:
       raise ValueError(f"{prefix}.tfds_name is empty (needed when {prefix}.type='tfds')")
-    if self.type == "text" and not self.paths.strip():
+    if self.type in ("text", "ernie") and not self.paths.strip():
       raise ValueError(f"{prefix}.paths is empty: give one or more comma-separated file globs")
 
 

@@ -123,6 +123,9 @@ def document_source(corpus: CorpusConfig) -> seqio.DataSource:
     return seqio.TfdsDataSource(
         tfds_name=name, tfds_data_dir=corpus.tfds_data_dir or None,
         splits={"train": corpus.tfds_train_split, "validation": corpus.tfds_eval_split})
+  if corpus.type == "ernie":
+    raise ValueError(f"{KEY}.type='ernie' (ready ERNIE-format instances) is read by the "
+                     "ernie_mlm_nsp objective only; other objectives read raw text")
   raise ValueError(f"{KEY}.type: unknown type {corpus.type!r}; choose builtin, text or tfds")
 
 

@@ -144,6 +144,16 @@ def _register_bert():
 _register_bert()
 
 
+def _register_ernie():
+  """ERNIE 1.0: BERT's network (params under 'bert', plm_jax.models.ernie), BERT's inputs."""
+  from plm_jax.models.ernie import ErnieConfig, ErnieModel  # pylint: disable=import-outside-toplevel
+  register_backbone(dataclasses.replace(get_backbone("bert"), family="ernie",
+                                        config_class=ErnieConfig, make_module=ErnieModel))
+
+
+_register_ernie()
+
+
 # ---- RoBERTa ----------------------------------------------------------------------------
 
 def _roberta_inputs(ids_a, ids_b, max_length: int, special: Mapping[str, int]

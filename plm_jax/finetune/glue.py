@@ -99,6 +99,10 @@ TASKS: Dict[str, GlueTask] = {t.name: t for t in [
              ("sentence1", "sentence2"), _STD, "RTE", "accuracy"),
     GlueTask("wnli", "WNLI", "glue/wnli", ("sentence1", "sentence2"), "label", _BIN,
              ("sentence1", "sentence2"), _STD, "WNLI", "accuracy"),
+    # ChnSentiCorp (Chinese sentiment; ERNIE's split 9,600 / 1,200 / 1,200, header
+    # label<TAB>text_a): not GLUE, read the same way from <data_dir>/chnsenticorp.
+    GlueTask("chnsenticorp", "chnsenticorp", "", ("text_a",), "label", _BIN, ("text_a",), _STD,
+             "ChnSentiCorp", "accuracy"),
     # The diagnostic set: test only, labelled by a model trained on MNLI (MNLI's labels).
     GlueTask("ax", "diagnostic", "glue/ax", ("sentence1", "sentence2"), None, _MNLI,
              ("premise", "hypothesis"), (("test", "diagnostic.tsv"),), "AX", "mcc"),

@@ -41,6 +41,7 @@ TASK_METRICS: Dict[str, Tuple[str, ...]] = {
     "rte": ("accuracy",),
     "wnli": ("accuracy",),
     "ax": ("mcc",),
+    "chnsenticorp": ("accuracy",),   # not GLUE: ERNIE's Chinese sentiment task
 }
 REGRESSION_TASKS = ("stsb",)
 

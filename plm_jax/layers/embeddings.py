@@ -48,6 +48,8 @@ class TextEmbeddings(nn.Module):
   fused_ops: LayerNorm implementation switch (layers/fused.py).
   check_inputs: ids and token types outside their tables are a ValueError naming the id
     and its position (plm_jax.layers.checks), instead of a clamped row or NaN.
+  task_type_vocab_size: > 0 adds a task-type table (ERNIE's `use_task_id`, param
+    task_type_embeddings) whose rows join the sum before the LayerNorm; 0: none.
   """
   vocab_size: int
   hidden_size: int
@@ -59,19 +61,24 @@ class TextEmbeddings(nn.Module):
   dtype: Any = jnp.float32
   fused_ops: bool = True
   check_inputs: bool = False
+  task_type_vocab_size: int = 0
 
   def setup(self):
     embed = lambda n, axes: Embed(n, self.hidden_size, axes, self.initializer_range, self.dtype)
     self.word_embeddings = embed(self.vocab_size, ("vocab", "embed"))
     self.position_embeddings = embed(self.max_position_embeddings, ("position", "embed"))
     self.token_type_embeddings = embed(self.type_vocab_size, ("type_vocab", "embed"))
+    if self.task_type_vocab_size:
+      self.task_type_embeddings = embed(self.task_type_vocab_size, ("type_vocab", "embed"))
     self.layer_norm = LayerNorm(self.layer_norm_eps, fused_ops=self.fused_ops)
     self.dropout = common.Dropout(self.dropout_rate)
 
   def __call__(self, input_ids: jax.Array, token_type_ids: Optional[jax.Array] = None,
                position_ids: Optional[jax.Array] = None,
-               deterministic: bool = True) -> jax.Array:
-    """input_ids [batch, length] -> [batch, length, hidden] float32."""
+               deterministic: bool = True,
+               task_type_ids: Optional[jax.Array] = None) -> jax.Array:
+    """input_ids [batch, length] -> [batch, length, hidden] float32. task_type_ids
+    [batch, length] (default 0) are read only when there is a task-type table."""
     length = input_ids.shape[-1]
     if length > self.max_position_embeddings:
       raise ValueError(f"sequence length {length} exceeds max_position_embeddings "
@@ -86,6 +93,13 @@ class TextEmbeddings(nn.Module):
     x = (self.word_embeddings(input_ids).astype(jnp.float32)
          + self.position_embeddings(position_ids).astype(jnp.float32)
          + self.token_type_embeddings(token_type_ids).astype(jnp.float32))  # [batch, length, embed]
+    if self.task_type_vocab_size:
+      if task_type_ids is None:
+        task_type_ids = jnp.zeros_like(input_ids)
+      if self.check_inputs:
+        checks.check_ids("task_type_ids", task_type_ids, self.task_type_vocab_size,
+                         "task_type_vocab_size")
+      x = x + self.task_type_embeddings(task_type_ids).astype(jnp.float32)
     x = self.layer_norm(x)
     x = self.dropout(x, deterministic=deterministic)
     return common.constrain(x, common.BATCH_LENGTH_EMBED)

@@ -53,6 +53,12 @@ class BertConfig(ModelConfig):
   check_inputs: bool = False
 
 
+def task_type_vocab_size(cfg) -> int:
+  """Rows of the task-type table: a config's task_type_vocab_size when it has
+  use_task_id set (ERNIE, plm_jax.models.ernie), else 0 (no table)."""
+  return int(cfg.task_type_vocab_size) if getattr(cfg, "use_task_id", False) else 0
+
+
 class BertPooler(nn.Module):
   """tanh(dense(first token)). Params: dense [embed, mlp] (square hidden->hidden)."""
   config: BertConfig
@@ -82,18 +88,21 @@ class BertModel(nn.Module):
         type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layer_norm_eps,
         dropout_rate=cfg.hidden_dropout_rate, initializer_range=cfg.initializer_range,
         dtype=common.get_dtype(cfg.dtype), fused_ops=cfg.fused_ops,
-        check_inputs=cfg.check_inputs)
+        check_inputs=cfg.check_inputs, task_type_vocab_size=task_type_vocab_size(cfg))
     self.encoder = Encoder(cfg)
     self.pooler = BertPooler(cfg)
 
   def __call__(self, input_ids: jax.Array, attention_mask: Optional[jax.Array] = None,
                token_type_ids: Optional[jax.Array] = None,
                deterministic: bool = True,
-               position_ids: Optional[jax.Array] = None) -> Dict[str, jax.Array]:
+               position_ids: Optional[jax.Array] = None,
+               task_type_ids: Optional[jax.Array] = None) -> Dict[str, jax.Array]:
     """input_ids/attention_mask/token_type_ids [batch, length] -> {last_hidden_state
     [batch, length, embed], pooler_output [batch, embed]}, float32. position_ids
-    [batch, length] default to 0 .. length-1."""
-    x = self.embeddings(input_ids, token_type_ids, position_ids, deterministic=deterministic)
+    [batch, length] default to 0 .. length-1; task_type_ids (ERNIE's, default 0) are
+    read only by a config with use_task_id."""
+    x = self.embeddings(input_ids, token_type_ids, position_ids, deterministic=deterministic,
+                        task_type_ids=task_type_ids)
     x = self.encoder(x, padding_mask_bias(attention_mask), deterministic=deterministic)
     return {"last_hidden_state": x, "pooler_output": self.pooler(x)}
 
@@ -150,8 +159,10 @@ class BertForPreTraining(nn.Module):
   def __call__(self, input_ids: jax.Array, attention_mask: Optional[jax.Array] = None,
                token_type_ids: Optional[jax.Array] = None,
                masked_lm_positions: Optional[jax.Array] = None,
-               deterministic: bool = True) -> Dict[str, jax.Array]:
-    out = self.bert(input_ids, attention_mask, token_type_ids, deterministic=deterministic)
+               deterministic: bool = True,
+               task_type_ids: Optional[jax.Array] = None) -> Dict[str, jax.Array]:
+    out = self.bert(input_ids, attention_mask, token_type_ids, deterministic=deterministic,
+                    task_type_ids=task_type_ids)
     sequence_output = out["last_hidden_state"]
     hidden = sequence_output
     if masked_lm_positions is not None:

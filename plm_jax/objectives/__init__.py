@@ -9,3 +9,4 @@ from plm_jax.objectives import electra_pretrain  # noqa: F401,E402  (registers "
 from plm_jax.objectives import gpt_lm  # noqa: F401,E402  (registers "gpt_clm")
 from plm_jax.objectives import t5_pretrain  # noqa: F401,E402  (registers "t5_span_corruption")
 from plm_jax.objectives import xlnet_pretrain  # noqa: F401,E402  (registers "xlnet_plm")
+from plm_jax.objectives import ernie_pretrain  # noqa: F401,E402  (registers "ernie_mlm_nsp")
