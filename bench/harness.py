@@ -69,6 +69,10 @@ class Family:
   # targets; tokens/s counts both; `configure(config, seq, targets)` sets the lengths.
   seq2seq: bool = False
   configure: Optional[Callable[[Any, int, int], None]] = None
+  # (rng, vocab, batch, seq) -> a family's own synthetic batch (ELMo: input_ids + char_ids);
+  # None: the MLM or causal LM batch above. The model config's Transformer keys
+  # (max_position_embeddings, fused_ops, dtype, dropout rates) are set only where it has them.
+  batch: Optional[Callable[..., Dict[str, Any]]] = None
 
 
 def _floor_verdict(family: Family, ratio: float) -> str:
@@ -212,6 +216,8 @@ def seq2seq_batch(rng, vocab, batch, seq, targets):
 
 
 def family_batch(family: Family, rng, batch, seq, preds):
+  if family.batch is not None:
+    return family.batch(rng, family.vocab_size, batch, seq)
   if family.seq2seq:
     return seq2seq_batch(rng, family.vocab_size, batch, seq, preds)
   if family.causal_lm:
@@ -240,16 +246,17 @@ def jax_setup(family: Family, size, batch, seq, preds, *, vocab_size, dtype="flo
   config.optimizer.warmup_steps = 10
   config.optimizer.update(name="adamw", learning_rate=1e-4, weight_decay=0.01, eps=1e-6,
                           grad_clip_norm=1.0)   # the PyTorch side's optimizer
-  config.model.dtype = dtype
-  if "max_position_embeddings" in config.model:
-    config.model.max_position_embeddings = max(seq + family.pad_id + 1,
-                                               config.model.max_position_embeddings)
-  if fused_ops is not None:
-    config.model.fused_ops = bool(fused_ops)
-  if not dropout and family.seq2seq:
-    config.model.dropout_rate = 0.0
-  elif not dropout:
-    config.model.hidden_dropout_rate = config.model.attention_dropout_rate = 0.0
+  model = config.model
+  if "dtype" in model:
+    model.dtype = dtype
+  if "max_position_embeddings" in model:
+    model.max_position_embeddings = max(seq + family.pad_id + 1, model.max_position_embeddings)
+  if fused_ops is not None and "fused_ops" in model:
+    model.fused_ops = bool(fused_ops)
+  if not dropout:
+    for key in ("hidden_dropout_rate", "attention_dropout_rate", "dropout_rate", "dropout"):
+      if key in model:
+        model[key] = 0.0
   objective = family.objective(config, vocab_size)   # synthetic batches: only the size matters
   return trainer.build_setup(config, devices=devices or jax.devices()[:1], objective=objective)
 
