@@ -114,25 +114,21 @@ def apply_merges(symbols: List[str], ranks: Dict[Tuple[str, str], int]) -> List[
   return symbols
 
 
-class ByteLevelBPEVocabulary(seqio.Vocabulary):
-  """A vocab.json + merges.txt pair (merges.txt beside vocab.json unless given)."""
+class BpeFilesVocabulary(seqio.Vocabulary):
+  """What a vocab.json + merges.txt pair holds, whatever its symbols (merges.txt beside
+  vocab.json unless given): the token <-> id tables, the merge ranks, a per-piece cache of
+  ids. Subclasses encode (ByteLevelBPEVocabulary; gpt1_bpe.OpenAIGPTBPEVocabulary)."""
 
   def __init__(self, vocab_path: str, merges_path: Optional[str] = None, extra_ids: int = 0):
     self._vocab_path = vocab_path
     self._merges_path = merges_path or merges_path_for(vocab_path)
     self._encoder, self._ranks = read_bpe_files(vocab_path, self._merges_path)
-    size = max(self._encoder.values()) + 1
-    self._decoder: List[str] = [""] * size
+    self._decoder: List[str] = [""] * (max(self._encoder.values()) + 1)
     for token, i in self._encoder.items():
       self._decoder[i] = token
-    self._byte_map = bytes_to_unicode()
-    self._byte_unmap = {c: b for b, c in self._byte_map.items()}
     self._cache: Dict[str, Tuple[int, ...]] = {}
-    roles = ROBERTA_SPECIALS if "<s>" in self._encoder else GPT2_SPECIALS
-    self.special_tokens = {r: t for r, t in roles.items() if t in self._encoder}
     super().__init__(extra_ids=extra_ids)
 
-  # ---- ids ------------------------------------------------------------------------
   @property
   def vocab_path(self) -> str:
     return self._vocab_path
@@ -144,10 +140,6 @@ class ByteLevelBPEVocabulary(seqio.Vocabulary):
   @property
   def pad_id(self) -> int:
     return self._encoder.get("<pad>", 0)
-
-  @property
-  def eos_id(self) -> Optional[int]:
-    return self._encoder.get("</s>", self._encoder.get("<|endoftext|>"))
 
   @property
   def unk_id(self) -> Optional[int]:
@@ -162,6 +154,38 @@ class ByteLevelBPEVocabulary(seqio.Vocabulary):
 
   def id_to_token(self, i: int) -> str:
     return self._decoder[int(i)]
+
+  def _encode(self, s: str) -> Sequence[int]:
+    return self.encode_ids(s)
+
+  def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
+    raise NotImplementedError(f"{type(self).__name__} decodes in Python only (decode)")
+
+  def __eq__(self, other):
+    return (type(other) is type(self) and other._encoder == self._encoder
+            and other._ranks == self._ranks)
+
+  def __hash__(self):
+    return hash((len(self._decoder), self._vocab_path))
+
+  def __str__(self) -> str:
+    return f"{type(self).__name__}(file={self._vocab_path}, size={self.vocab_size})"
+
+
+class ByteLevelBPEVocabulary(BpeFilesVocabulary):
+  """A byte-level (GPT-2 / RoBERTa) vocab.json + merges.txt pair."""
+
+  def __init__(self, vocab_path: str, merges_path: Optional[str] = None, extra_ids: int = 0):
+    super().__init__(vocab_path, merges_path, extra_ids)
+    self._byte_map = bytes_to_unicode()
+    self._byte_unmap = {c: b for b, c in self._byte_map.items()}
+    roles = ROBERTA_SPECIALS if "<s>" in self._encoder else GPT2_SPECIALS
+    self.special_tokens = {r: t for r, t in roles.items() if t in self._encoder}
+
+  # ---- ids ------------------------------------------------------------------------
+  @property
+  def eos_id(self) -> Optional[int]:
+    return self._encoder.get("</s>", self._encoder.get("<|endoftext|>"))
 
   def is_continuation(self, token: str) -> bool:
     return not token.startswith(WORD_START) and token not in self.special_tokens.values()
@@ -186,9 +210,6 @@ class ByteLevelBPEVocabulary(seqio.Vocabulary):
       out.extend(ids)
     return out
 
-  def _encode(self, s: str) -> Sequence[int]:
-    return self.encode_ids(s)
-
   def _decode(self, ids) -> str:
     text = "".join(self._decoder[int(i)] for i in ids)
     return bytearray(self._byte_unmap[c] for c in text).decode("utf-8", errors="replace")
@@ -208,17 +229,3 @@ class ByteLevelBPEVocabulary(seqio.Vocabulary):
     flat = tf.ensure_shape(flat, [None])
     ids = tf.RaggedTensor.from_row_lengths(flat, tf.ensure_shape(lengths, [None]))
     return ids[0] if scalar else ids
-
-  def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
-    raise NotImplementedError("ByteLevelBPEVocabulary decodes in Python only (decode)")
-
-  def __eq__(self, other):
-    return (isinstance(other, ByteLevelBPEVocabulary) and other._encoder == self._encoder
-            and other._ranks == self._ranks)
-
-  def __hash__(self):
-    return hash((len(self._decoder), self._vocab_path))
-
-  def __str__(self) -> str:
-    return f"ByteLevelBPEVocabulary(file={self._vocab_path}, size={self.vocab_size})"
-

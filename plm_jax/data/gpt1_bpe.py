@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import seqio
@@ -59,58 +59,25 @@ def load_bpe(vocab_path: str, merges_path: Optional[str] = None) -> seqio.Vocabu
   return bpe.ByteLevelBPEVocabulary(vocab_path, merges_path)
 
 
-class OpenAIGPTBPEVocabulary(seqio.Vocabulary):
+class OpenAIGPTBPEVocabulary(bpe.BpeFilesVocabulary):
   """A GPT-1 vocab.json + merges.txt pair (merges.txt beside vocab.json unless given)."""
   hf_tokenizer_class = "OpenAIGPTTokenizer"
 
   def __init__(self, vocab_path: str, merges_path: Optional[str] = None, extra_ids: int = 0):
-    self._vocab_path = vocab_path
-    self._merges_path = merges_path or bpe.merges_path_for(vocab_path)
-    self._encoder, self._ranks = bpe.read_bpe_files(vocab_path, self._merges_path)
+    super().__init__(vocab_path, merges_path, extra_ids)
     if not is_gpt1_vocab(self._encoder):
       raise ValueError(f"{vocab_path}: not a GPT-1 BPE vocabulary (its tokens do not end "
                        f"words with {WORD_END!r}); a byte-level one loads with "
                        "plm_jax.data.bpe.ByteLevelBPEVocabulary")
-    self._decoder: List[str] = [""] * (max(self._encoder.values()) + 1)
-    for token, i in self._encoder.items():
-      self._decoder[i] = token
-    self._cache: Dict[str, Tuple[int, ...]] = {}
     self.special_tokens = {r: t for r, t in SPECIALS.items() if t in self._encoder}
     self._specials = {t: self._encoder[t] for t in self.special_tokens.values()}
     self._special_regex = "|".join(re.escape(t) for t in sorted(self._specials, key=len,
                                                                   reverse=True))
-    super().__init__(extra_ids=extra_ids)
 
   # ---- ids ------------------------------------------------------------------------
   @property
-  def vocab_path(self) -> str:
-    return self._vocab_path
-
-  @property
-  def merges_path(self) -> str:
-    return self._merges_path
-
-  @property
-  def pad_id(self) -> int:
-    return self._encoder.get("<pad>", 0)
-
-  @property
   def eos_id(self) -> Optional[int]:
     return self._encoder.get(SPECIALS["eos"])
-
-  @property
-  def unk_id(self) -> Optional[int]:
-    return self._encoder.get(SPECIALS["unk"])
-
-  @property
-  def _base_vocab_size(self) -> int:
-    return len(self._decoder)
-
-  def token_to_id(self, token: str) -> Optional[int]:
-    return self._encoder.get(token)
-
-  def id_to_token(self, i: int) -> str:
-    return self._decoder[int(i)]
 
   def is_continuation(self, token: str) -> bool:
     raise ValueError(f"{self._vocab_path}: GPT-1's BPE marks word ends ({WORD_END!r}), not "
@@ -157,9 +124,6 @@ class OpenAIGPTBPEVocabulary(seqio.Vocabulary):
     """Python encoder: text -> ids (no special tokens added)."""
     return [i for w in self.words([text])[0] for i in self.word_ids(w)]
 
-  def _encode(self, s: str) -> Sequence[int]:
-    return self.encode_ids(s)
-
   def _decode(self, ids) -> str:
     """Hugging Face's BPEDecoder: '</w>' becomes a space (nothing after the last token)."""
     tokens = [self._decoder[int(i)] for i in ids]
@@ -183,16 +147,3 @@ class OpenAIGPTBPEVocabulary(seqio.Vocabulary):
                                                 tf.ensure_shape(lengths, [None]))
     ids = words.with_flat_values(per_word).merge_dims(1, 2)            # [N, (tokens)]
     return ids[0] if scalar else ids
-
-  def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
-    raise NotImplementedError("OpenAIGPTBPEVocabulary decodes in Python only (decode)")
-
-  def __eq__(self, other):
-    return (isinstance(other, OpenAIGPTBPEVocabulary) and other._encoder == self._encoder
-            and other._ranks == self._ranks)
-
-  def __hash__(self):
-    return hash((len(self._decoder), self._vocab_path))
-
-  def __str__(self) -> str:
-    return f"OpenAIGPTBPEVocabulary(file={self._vocab_path}, size={self.vocab_size})"
