@@ -43,18 +43,16 @@ def config_to_hf(cfg: ErnieConfig, with_heads: bool = True) -> Dict[str, Any]:
 
 
 @registry.register
-class ErnieConverter(registry.Converter):
-  """ERNIE: ErnieModel (backbone) / ErnieForPreTraining (+ MLM and NSP heads)."""
+class ErnieConverter(hf_bert.BertConverter):
+  """ERNIE: ErnieModel (backbone) / ErnieForPreTraining (+ MLM and NSP heads); BERT's table,
+  heads, layer stack and gamma/beta aliases under 'ernie.', plus the task-type table."""
   model_type = "ernie"
   architecture_prefixes = ("Ernie",)
   config_class = ErnieConfig
   base_model_class = ErnieModel
   head_model_class = ErnieForPreTraining
   rules = RULES
-  head_prefixes = hf_bert.HEAD_PREFIXES
   hf_backbone_prefix = "ernie."
-  flax_backbone_prefix = "bert/"
-  optional_prefixes = ("bert/pooler/",)   # ErnieForMaskedLM, ErnieModel(add_pooling_layer=False)
 
   def rules_for(self, cfg):
     return list(self.rules) + ([TASK_TYPE_RULE] if cfg.use_task_id else [])
@@ -64,12 +62,3 @@ class ErnieConverter(registry.Converter):
 
   def config_to_hf(self, cfg, with_heads=True):
     return config_to_hf(cfg, with_heads)
-
-  def rule_context(self, cfg):
-    return {"num_heads": cfg.num_heads}
-
-  def layer_stacks(self, cfg):
-    return {"bert/encoder": cfg.num_layers}
-
-  def rename(self, name):
-    return hf_bert.BertConverter().rename(name)
