@@ -273,6 +273,37 @@ class Objective(abc.ABC):
     return type(self).predict_fn is not Objective.predict_fn
 
 
+class ConfiguredVocabulary:
+  """vocabulary() built once from the `data.vocab` section (tasks, the model's size and the
+  export share it); vocab_size() is the vocabulary's, or the size fixed at construction
+  (shape-only uses: tests, dry runs) without building it.
+
+  Mixed into objectives before Objective; the objective sets `self.data` and calls
+  `self.init_vocabulary(vocab_size)`. build_vocabulary() is the hook for a family whose
+  vocabulary is not plm_jax.data.vocab.get_vocabulary(data.vocab) (T5: + sentinel ids).
+  """
+  _vocabulary = None
+  _fixed_vocab_size: Optional[int] = None
+
+  def init_vocabulary(self, vocab_size: Optional[int] = None) -> None:
+    self._fixed_vocab_size = vocab_size
+    self._vocabulary = None
+
+  def build_vocabulary(self):
+    from plm_jax.data import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
+    return vocab_lib.get_vocabulary(self.data.vocab)
+
+  def vocabulary(self):
+    if self._vocabulary is None:
+      self._vocabulary = self.build_vocabulary()
+    return self._vocabulary
+
+  def vocab_size(self) -> int:
+    if self._fixed_vocab_size is not None:
+      return int(self._fixed_vocab_size)
+    return int(self.vocabulary().vocab_size)
+
+
 def load_pretrained_params(path: str) -> Mapping:
   """Host params from a Hugging Face directory (config.json) or a plm_jax export."""
   import os  # pylint: disable=import-outside-toplevel

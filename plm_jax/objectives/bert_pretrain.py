@@ -22,7 +22,8 @@ from plm_jax.data.config import CorpusConfig, VocabConfig
 from plm_jax.layers.transformer import REMAT_POLICIES
 from plm_jax.models.bert import BertConfig, BertForPreTraining
 from plm_jax.objectives import losses
-from plm_jax.objectives.base import Batch, Metrics, Objective, example_weights, register
+from plm_jax.objectives.base import (Batch, ConfiguredVocabulary, Metrics, Objective,
+                                     example_weights, register)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +88,7 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array) -> Tuple[jax.Array, jax
 
 
 @register("bert_mlm_nsp")
-class BertMlmNsp(Objective):
+class BertMlmNsp(ConfiguredVocabulary, Objective):
   """MLM + (optional, config.mlm.nsp) NSP on BertForPreTraining."""
   family = "bert"
   SECTIONS = {"model": BertModelConfig, "mlm": MlmConfig, "data": BertDataConfig}
@@ -102,8 +103,7 @@ class BertMlmNsp(Objective):
     """vocab_size: a fixed model vocabulary size for batches made elsewhere (benchmarks,
     tests); by default the size is the data pipeline's vocabulary's."""
     super().__init__(config)
-    self._fixed_vocab_size = vocab_size
-    self._vocabulary = None
+    self.init_vocabulary(vocab_size)
     self.mlm: MlmConfig = self.sections["mlm"]
     self.data: BertDataConfig = self.sections["data"]
     self.check_model(self.sections["model"])
@@ -129,18 +129,6 @@ class BertMlmNsp(Objective):
     return self.mlm.nsp
 
   # ---- vocabulary and model --------------------------------------------------------------
-  def vocabulary(self):
-    """The run's vocabulary, built once (tasks and the model's size share it)."""
-    if self._vocabulary is None:
-      from plm_jax.data import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
-      self._vocabulary = vocab_lib.get_vocabulary(self.data.vocab)
-    return self._vocabulary
-
-  def vocab_size(self) -> int:
-    if self._fixed_vocab_size is not None:
-      return int(self._fixed_vocab_size)
-    return int(self.vocabulary().vocab_size)
-
   def model_config(self) -> BertConfig:
     return BertConfig(vocab_size=self.vocab_size(),
                       **dataclasses.asdict(self.sections["model"]))

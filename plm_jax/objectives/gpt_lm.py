@@ -26,7 +26,8 @@ from plm_jax.configlib import fail, param
 from plm_jax.data.config import CorpusConfig, VocabConfig
 from plm_jax.models.gpt import GPT2Config, GPTLMHeadModel, OpenAIGPTConfig, init_params
 from plm_jax.objectives import losses
-from plm_jax.objectives.base import Batch, Metrics, Objective, example_weights, register
+from plm_jax.objectives.base import (Batch, ConfiguredVocabulary, Metrics, Objective,
+                                     example_weights, register)
 
 ARCHITECTURES = {"gpt2": GPT2Config, "openai-gpt": OpenAIGPTConfig}
 _NORM = {"gpt2": "pre", "openai-gpt": "post"}
@@ -53,7 +54,7 @@ class GptDataConfig:
 
 
 @register("gpt_clm")
-class GptCausalLm(Objective):
+class GptCausalLm(ConfiguredVocabulary, Objective):
   """Next-token prediction on GPTLMHeadModel (GPT-1 or GPT-2 by model.architecture)."""
   family = "gpt2"
   SECTIONS = {"model": GPTModelConfig, "data": GptDataConfig}
@@ -70,21 +71,9 @@ class GptCausalLm(Objective):
     if self.data.seq_length > m.max_position_embeddings:
       fail("config.data.seq_length", self.data.seq_length,
            f"must be <= model.max_position_embeddings={m.max_position_embeddings}")
-    self._fixed_vocab_size = vocab_size
-    self._vocabulary = None
+    self.init_vocabulary(vocab_size)
 
   # ---- vocabulary and model --------------------------------------------------------------
-  def vocabulary(self):
-    if self._vocabulary is None:
-      from plm_jax.data import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
-      self._vocabulary = vocab_lib.get_vocabulary(self.data.vocab)
-    return self._vocabulary
-
-  def vocab_size(self) -> int:
-    if self._fixed_vocab_size is not None:
-      return int(self._fixed_vocab_size)
-    return int(self.vocabulary().vocab_size)
-
   def model_config(self):
     values = dataclasses.asdict(self.sections["model"])
     cls = ARCHITECTURES[values.pop("architecture")]

@@ -25,7 +25,7 @@ from plm_jax.data.config import CorpusConfig, VocabConfig
 from plm_jax.layers.transformer import REMAT_POLICIES
 from plm_jax.models.t5 import FEED_FORWARD, T5Config, T5ForConditionalGeneration
 from plm_jax.objectives import losses
-from plm_jax.objectives.base import Objective, example_weights, register
+from plm_jax.objectives.base import ConfiguredVocabulary, Objective, example_weights, register
 
 T5_SPECIAL_TOKENS = {"pad": "<pad>", "eos": "</s>", "unk": "<unk>"}
 
@@ -120,7 +120,7 @@ def scale_query_init(params: Any, num_heads: int, head_dim: int) -> Any:
 
 
 @register("t5_span_corruption")
-class T5SpanCorruption(Objective):
+class T5SpanCorruption(ConfiguredVocabulary, Objective):
   """Span corruption on T5ForConditionalGeneration."""
   family = "t5"
   SECTIONS = {"model": T5ModelConfig, "data": T5DataConfig}
@@ -128,20 +128,12 @@ class T5SpanCorruption(Objective):
   def __init__(self, config, vocab_size: Optional[int] = None):
     """vocab_size: a fixed model vocabulary size for batches made elsewhere (benchmarks)."""
     super().__init__(config)
-    self._fixed_vocab_size = vocab_size
-    self._vocabulary = None
+    self.init_vocabulary(vocab_size)
     self.data: T5DataConfig = self.sections["data"]
     check_t5_model(self.sections["model"])
 
-  def vocabulary(self):
-    if self._vocabulary is None:
-      self._vocabulary = t5_vocabulary(self.data.vocab, self.data.extra_ids)
-    return self._vocabulary
-
-  def vocab_size(self) -> int:
-    if self._fixed_vocab_size is not None:
-      return int(self._fixed_vocab_size)
-    return int(self.vocabulary().vocab_size)
+  def build_vocabulary(self):
+    return t5_vocabulary(self.data.vocab, self.data.extra_ids)
 
   def model_config(self) -> T5Config:
     eos = 1 if self._fixed_vocab_size is not None else int(self.vocabulary().eos_id)

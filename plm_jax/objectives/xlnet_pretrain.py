@@ -27,7 +27,8 @@ from plm_jax.configlib import fail, param
 from plm_jax.data.config import CorpusConfig, VocabConfig
 from plm_jax.models.xlnet import XLNetConfig, XLNetLMHeadModel, init_params
 from plm_jax.objectives import losses
-from plm_jax.objectives.base import Batch, Metrics, Objective, example_weights, register
+from plm_jax.objectives.base import (Batch, ConfiguredVocabulary, Metrics, Objective,
+                                     example_weights, register)
 
 
 def _model_section():
@@ -58,7 +59,7 @@ class XlnetDataConfig:
 
 
 @register("xlnet_plm")
-class XlnetPermutationLm(Objective):
+class XlnetPermutationLm(ConfiguredVocabulary, Objective):
   """Permutation LM on XLNetLMHeadModel with memory carried across steps."""
   family = "xlnet"
   SECTIONS = {"model": XLNetModelConfig, "data": XlnetDataConfig}
@@ -79,25 +80,13 @@ class XlnetPermutationLm(Objective):
     if m.attn_type != "bi":
       fail("config.model.attn_type", m.attn_type, "permutation LM needs 'bi'")
     self.data = dataclasses.replace(d, num_predict=d.resolved_num_predict())
-    self._fixed_vocab_size = vocab_size
-    self._vocabulary = None
+    self.init_vocabulary(vocab_size)
 
   def check_run(self, run) -> None:
     if self.data.bi_data and run.train.batch_size % 2:
       fail("config.train.batch_size", run.train.batch_size, "data.bi_data needs an even batch")
 
   # ---- vocabulary and model --------------------------------------------------------------
-  def vocabulary(self):
-    if self._vocabulary is None:
-      from plm_jax.data import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
-      self._vocabulary = vocab_lib.get_vocabulary(self.data.vocab)
-    return self._vocabulary
-
-  def vocab_size(self) -> int:
-    if self._fixed_vocab_size is not None:
-      return int(self._fixed_vocab_size)
-    return int(self.vocabulary().vocab_size)
-
   def model_config(self) -> XLNetConfig:
     return XLNetConfig(vocab_size=self.vocab_size(), reuse_len=self.data.reuse_length,
                        **dataclasses.asdict(self.sections["model"]))
