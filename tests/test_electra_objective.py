@@ -200,3 +200,39 @@ def test_objective_reports_flops_of_its_networks():
   b = bert.train_flops_per_example() * 128 * bert.config.train.num_steps
   # 19 of 128 tokens predicted (the paper's script assumes 20): within 1% of its totals.
   assert abs(e / 1.2937e18 - 1) < 0.01 and abs(b / 1.4187e18 - 1) < 0.01, (e, b)
+
+
+def test_eval_predictions_give_the_discriminators_auc(setup):
+  obj, params = setup
+  b = _batch()
+  out = jax.jit(obj.predict_fn)(params, b)
+  # The same fixed-key replacements as the eval loss.
+  _, metrics = obj.loss_fn(params, b, None, True)
+  real = b["attention_mask"] > 0
+  assert int(np.sum(np.asarray(out["replaced"])[real])) == float(metrics["replaced_fraction"][0])
+  np.testing.assert_array_equal(np.asarray(out["token"]), b["attention_mask"])
+  logits = np.asarray(out["rtd_logits"])[real]
+  labels = np.asarray(out["replaced"])[real]
+  got = obj.compute_metrics({k: np.asarray(v) for k, v in out.items()})
+  if labels.min() == labels.max():
+    assert got == {}
+  else:
+    pos, neg = logits[labels == 1], logits[labels == 0]
+    pairs = (pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None])
+    np.testing.assert_allclose(got["rtd_auc"], pairs.mean(), rtol=1e-12)
+
+
+def test_roc_auc_against_pairwise_definition_and_sklearn():
+  from plm_jax.finetune import metrics
+  sklearn_metrics = pytest.importorskip("sklearn.metrics")
+  rng = np.random.RandomState(3)
+  scores = rng.randint(0, 6, 300).astype(np.float64)        # many ties
+  labels = (rng.rand(300) < 0.3).astype(np.int32)
+  pos, neg = scores[labels == 1], scores[labels == 0]
+  pairs = (pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None])
+  np.testing.assert_allclose(metrics.roc_auc(scores, labels), pairs.mean(), rtol=1e-12)
+  np.testing.assert_allclose(metrics.roc_auc(scores, labels),
+                             sklearn_metrics.roc_auc_score(labels, scores), rtol=1e-12)
+  assert metrics.roc_auc([1.0, 2.0, 3.0], [0, 0, 1]) == 1.0
+  with pytest.raises(ValueError, match="roc_auc: needs both classes"):
+    metrics.roc_auc([1.0, 2.0], [1, 1])

@@ -138,6 +138,19 @@ def average_ranks(x) -> np.ndarray:
   return ranks
 
 
+def roc_auc(scores, labels) -> float:
+  """Area under the ROC curve of binary labels (1 positive) by scores: the probability that
+  a positive outscores a negative, ties counting half (the Mann-Whitney U statistic over
+  n_pos * n_neg, from average ranks). One-line ValueError without both classes."""
+  s, y = _pair(scores, labels, "roc_auc")
+  pos = y.astype(bool)
+  n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+  if not n_pos or not n_neg:
+    raise ValueError(f"roc_auc: needs both classes, got {n_pos} positive and {n_neg} negative")
+  rank_sum = float(np.sum(average_ranks(s)[pos]))
+  return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
 def spearman(preds, labels) -> float:
   """Spearman rho: Pearson r of the average ranks; nan when either side is constant."""
   p, y = _pair(preds, labels, "spearman")

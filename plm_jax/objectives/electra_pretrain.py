@@ -32,6 +32,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from plm_jax.configlib import ConfigError, fail, param
@@ -232,26 +233,39 @@ class ElectraRtd(BertMlmNsp):
                              batch["masked_lm_ids"], sampled)
     return sampled, fake, replaced
 
-  def loss_fn(self, params: Any, batch: Batch, rng: Optional[jax.Array],
-              deterministic: bool, normalizers: Optional[Dict[str, jax.Array]] = None
-              ) -> Tuple[jax.Array, Metrics]:
-    norm = normalizers or self.loss_normalizers(batch)
+  def _forward(self, params: Any, batch: Batch, rng: Optional[jax.Array], deterministic: bool
+               ) -> Dict[str, jax.Array]:
+    """Generator MLM logits [B, P, V]; with rtd also the samples [B, P], replaced [B, L] bool
+    and the discriminator's logits [B, L] on the corrupted rows. rng None: evaluation's
+    fixed sampling key."""
     if rng is None:
       rng = jax.random.PRNGKey(EVAL_SAMPLE_SEED)
     gen_rng, disc_rng, sample_rng = jax.random.split(rng, 3)
     drop = lambda r: {} if deterministic else {"dropout": r}
     model = self.make_model()
     ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-    positions, original = batch["masked_lm_positions"], batch["masked_lm_ids"]
-    weights = batch["masked_lm_weights"].astype(jnp.float32) * example_weights(batch)[:, None]
-
+    positions = batch["masked_lm_positions"]
     if not self.loss_cfg.rtd:
-      mlm_logits = model.apply({"params": params}, ids, mask, types, positions,
-                               deterministic=deterministic, rngs=drop(gen_rng))["logits"]
-    else:
-      mlm_logits = model.apply({"params": params}, ids, mask, types, positions,
-                               deterministic=deterministic, rngs=drop(gen_rng),
-                               method=model.generate)                        # [B, P, V]
+      return {"mlm_logits": model.apply({"params": params}, ids, mask, types, positions,
+                                        deterministic=deterministic,
+                                        rngs=drop(gen_rng))["logits"]}
+    mlm_logits = model.apply({"params": params}, ids, mask, types, positions,
+                             deterministic=deterministic, rngs=drop(gen_rng),
+                             method=model.generate)                          # [B, P, V]
+    sampled, fake, replaced = self.replace_tokens(sample_rng, mlm_logits, batch)
+    rtd_logits = model.apply({"params": params}, fake, mask, types,
+                             deterministic=deterministic, rngs=drop(disc_rng),
+                             method=model.discriminate)                      # [B, L]
+    return {"mlm_logits": mlm_logits, "sampled": sampled, "replaced": replaced,
+            "rtd_logits": rtd_logits}
+
+  def loss_fn(self, params: Any, batch: Batch, rng: Optional[jax.Array],
+              deterministic: bool, normalizers: Optional[Dict[str, jax.Array]] = None
+              ) -> Tuple[jax.Array, Metrics]:
+    norm = normalizers or self.loss_normalizers(batch)
+    out = self._forward(params, batch, rng, deterministic)
+    mlm_logits, original = out["mlm_logits"], batch["masked_lm_ids"]
+    weights = batch["masked_lm_weights"].astype(jnp.float32) * example_weights(batch)[:, None]
     nll = losses.softmax_cross_entropy(mlm_logits, original)                 # [B, P]
     correct = losses.top1_correct(mlm_logits, original)
     mlm_sum, mlm_weight = jnp.sum(nll * weights), jnp.sum(weights)
@@ -259,24 +273,53 @@ class ElectraRtd(BertMlmNsp):
                "mlm_accuracy": (jnp.sum(correct * weights), mlm_weight)}
     loss = self.loss_cfg.gen_weight * mlm_sum / norm["mlm"]
     if self.loss_cfg.rtd:
-      sampled, fake, replaced = self.replace_tokens(sample_rng, mlm_logits, batch)
-      rtd_logits = model.apply({"params": params}, fake, mask, types,
-                               deterministic=deterministic, rngs=drop(disc_rng),
-                               method=model.discriminate)                    # [B, L]
+      rtd_logits, replaced = out["rtd_logits"], out["replaced"]
       labels = replaced.astype(jnp.float32)
-      tokens = mask.astype(jnp.float32) * example_weights(batch)[:, None]    # [B, L]
+      tokens = batch["attention_mask"].astype(jnp.float32) * example_weights(batch)[:, None]
       bce = optax.sigmoid_binary_cross_entropy(rtd_logits, labels)            # [B, L]
       rtd_sum, n_tokens = jnp.sum(bce * tokens), jnp.sum(tokens)
+      said = (rtd_logits > 0).astype(jnp.float32) * tokens                   # "replaced"
       right = ((rtd_logits > 0) == replaced).astype(jnp.float32)
       fakes = labels * tokens
       loss = loss + self.loss_cfg.disc_weight * rtd_sum / norm["rtd"]
       metrics.update({
           "rtd_loss": (rtd_sum, n_tokens),
           "rtd_accuracy": (jnp.sum(right * tokens), n_tokens),
-          # (weight kept > 0: a batch without replacements reads 0, not NaN)
+          # recall and precision of "replaced" (the released code's disc_recall and
+          # disc_precision); weights kept > 0: no replacement / no "replaced" reads 0, not NaN
           "rtd_replaced_accuracy": (jnp.sum(right * fakes), jnp.maximum(jnp.sum(fakes), 1e-9)),
+          "rtd_precision": (jnp.sum(said * labels), jnp.maximum(jnp.sum(said), 1e-9)),
           "replaced_fraction": (jnp.sum(fakes), n_tokens),
-          "sampled_mlm_accuracy": (jnp.sum((sampled == original) * weights), mlm_weight),
+          "sampled_mlm_accuracy": (jnp.sum((out["sampled"] == original) * weights),
+                                   mlm_weight),
       })
     metrics["loss"] = (loss, jnp.ones((), jnp.float32))
     return loss, metrics
+
+  # ---- evaluation: the discriminator's ROC AUC over the whole held-out set -----------------
+  @property
+  def has_predictions(self) -> bool:
+    return self.loss_cfg.rtd
+
+  def predict_fn(self, params: Any, batch: Batch) -> Optional[Dict[str, jax.Array]]:
+    """Per token of each row: the discriminator's logit, whether it was replaced, and
+    whether it is a real token (the same fixed-key replacements as the eval loss)."""
+    if not self.loss_cfg.rtd:
+      return None
+    out = self._forward(params, batch, None, True)
+    return {"rtd_logits": out["rtd_logits"], "replaced": out["replaced"].astype(jnp.int32),
+            "token": batch["attention_mask"].astype(jnp.int32)}
+
+  def compute_metrics(self, predictions: Dict[str, Any]) -> Dict[str, float]:
+    """rtd_auc: the probability that a replaced token gets a higher logit than an original
+    one (the released code's disc_auc); threshold-free, so it shows the discriminator
+    learning while its recall at 0.5 is still near 0 early in training."""
+    if not predictions:
+      return {}
+    from plm_jax.finetune import metrics as metrics_lib  # pylint: disable=import-outside-toplevel
+    real = np.asarray(predictions["token"]).reshape(-1) > 0
+    scores = np.asarray(predictions["rtd_logits"], np.float64).reshape(-1)[real]
+    labels = np.asarray(predictions["replaced"]).reshape(-1)[real]
+    if labels.min(initial=1) == labels.max(initial=0):
+      return {}
+    return {"rtd_auc": metrics_lib.roc_auc(scores, labels)}
