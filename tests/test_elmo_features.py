@@ -80,6 +80,7 @@ def test_loads_a_plm_jax_export(tmp_path):
     ef.load_bilm(str(tmp_path / "params"))
 
 
+@pytest.mark.slow   # an end-to-end SST-2 run (about 55 s on 2 cores)
 @needs_bilm
 @needs_glue
 def test_tiny_sst2_run_with_the_bilm_tf_model():
