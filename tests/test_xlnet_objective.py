@@ -58,6 +58,37 @@ def test_masks_equal_brute_force_and_predict_the_last_1_over_k(seed):
   assert (mask[targets, targets] == 1).all()               # no target sees itself
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_perm_size_samples_the_order_block_by_block(seed):
+  """perm_size=4 (the released _local_perm): each part's targets come block by block, in one
+  within-block permutation shared by the part's blocks; the masks are still the brute-force ones
+  from the order, and no target sees a later block's targets (it sees every earlier one)."""
+  rng = np.random.default_rng(seed)
+  is_target = rng.random(L) < 0.5
+  p = 4
+  order, ends = data.sample_order(is_target, R, rng, perm_size=p)
+  assert sorted(order.tolist()) == list(range(L))
+  mask = data.perm_mask_from_order(order, is_target, R)
+  np.testing.assert_array_equal(mask, brute_force_mask(order, ends, R))
+  for lo, hi, end in ((0, R, ends[0]), (R, L, ends[1])):
+    before = set()                                # (i % p, j % p): i came before j in a block
+    tgt = [int(t) for t in order[end:end + int(is_target[lo:hi].sum())]]
+    assert sorted(tgt) == (lo + np.flatnonzero(is_target[lo:hi])).tolist() and tgt == [
+        t for t in order.tolist() if lo <= t < hi and is_target[t]]
+    block = [(t - lo) // p for t in tgt]
+    assert block == sorted(block)                 # block by block
+    for a, i in enumerate(tgt):
+      for j in tgt[a + 1:]:
+        if block[tgt.index(j)] == block[a]:
+          before.add(((i - lo) % p, (j - lo) % p))
+        assert mask[i, j] == 1 and mask[j, i] == 0    # later targets unseen, earlier seen
+    assert not any((j, i) in before for i, j in before)   # one permutation per part
+  obj_config = xlnet_configs.get_config("tiny")
+  obj_config.data.update(seq_length=L, reuse_length=R, num_predict=6, perm_size=5)
+  with pytest.raises(ValueError, match="config.data.perm_size"):
+    XlnetPermutationLm(obj_config, vocab_size=V)
+
+
 def _rows(seed=0, batch_size=2, bi_data=False):
   rng = np.random.default_rng(seed)
   flat = rng.integers(3, V, size=400).astype(np.int32)
@@ -138,6 +169,30 @@ def test_memory_holds_the_previous_steps_reused_states():
   # The memory changes what the next step computes.
   l_with, l_without = step(params, b2, carry1)[0], step(params, b2, carry)[0]
   assert abs(float(l_with) - float(l_without)) > 1e-6
+
+
+def test_memory_survives_a_kill_between_checkpoints_bit_exactly(tmp_path):
+  """A tiny run of 4 steps checkpoints at 2 and 4; a kill after step 2's checkpoint loses
+  step 4's (removed here); the rerun resumes from 2 with its carried memory and ends with
+  memory, params and optimizer state bit-identical to the uninterrupted run's."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  _, c = _objective(num_steps=4)
+  c.train.update(checkpoint_every=2, log_every=2)
+  c.model.num_layers = 1
+  workdir = str(tmp_path / "run")
+  trainer.train_and_evaluate(c, workdir, devices=jax.devices()[:1])
+  ckpts = os.path.join(workdir, "checkpoints")
+  load = lambda s: ocp.StandardCheckpointer().restore(os.path.join(ckpts, str(s), "state"))
+  straight, mid = load(4), load(2)
+  assert np.abs(mid["carry"]["mems"]).max() > 0                       # memory was carried
+  assert not np.array_equal(mid["carry"]["mems"], straight["carry"]["mems"])
+  shutil.rmtree(os.path.join(ckpts, "4"))                              # the kill
+  trainer.train_and_evaluate(c, workdir, devices=jax.devices()[:1])
+  resumed = load(4)
+  flat = lambda t: jax.tree_util.tree_flatten_with_path(t)[0]
+  assert len(flat(resumed)) == len(flat(straight))
+  for (path, x), (_, y) in zip(flat(resumed), flat(straight)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
 
 
 @pytest.mark.slow

@@ -21,7 +21,12 @@ topped up with single tokens to the exact count; <sep> / <cls> are never targets
 factorisation order of a part is its context (non-target) tokens, as one block that
 sees itself, then its targets in a random order: the targets are exactly the last
 num_predict / length (1/K) of each order. The reused part comes first and never sees
-the rest (so the memory carries nothing of the future). Features per row:
+the rest (so the memory carries nothing of the future). perm_size > 0 (the released
+code's `perm_size`, which must divide both parts' lengths) samples the order within
+blocks of perm_size positions, as its _local_perm: one permutation of perm_size ranks,
+the same for every block, block k's positions ranked after block k-1's, so a part's
+targets come block by block (each block's in that permuted order) and a target never
+sees a later block's targets; 0: one block per part. Features per row:
   input_ids, token_type_ids [L]; perm_mask [L, L] (1: i may not attend to j);
   target_index, target_ids [P] int32; target_weights [P] float32 (0: padding).
 """
@@ -107,17 +112,26 @@ def span_mask(is_start: np.ndarray, goal: int, rng: np.random.Generator, max_gra
   return mask
 
 
-def sample_order(is_target: np.ndarray, reuse_length: int, rng: np.random.Generator):
+def sample_order(is_target: np.ndarray, reuse_length: int, rng: np.random.Generator,
+                 perm_size: int = 0):
   """(order [L], context_ends): the factorisation order, part by part: each part's
-  context positions (shuffled), then its targets (shuffled); context_ends[p] = the end,
-  in `order`, of part p's context block."""
+  context positions (shuffled), then its targets (shuffled; perm_size > 0: ranked within
+  blocks of perm_size positions, see the module doc); context_ends[p] = the end, in
+  `order`, of part p's context block."""
   order, ends = [], []
   for lo, hi in ((0, reuse_length), (reuse_length, len(is_target))):
     pos = np.arange(lo, hi)
     ctx, tgt = pos[~is_target[lo:hi]], pos[is_target[lo:hi]]
     order += list(rng.permutation(ctx))
     ends.append(len(order))
-    order += list(rng.permutation(tgt))
+    if 0 < perm_size < hi - lo:
+      if (hi - lo) % perm_size:
+        raise ValueError(f"perm_size {perm_size} does not divide a part of {hi - lo} tokens")
+      ranks = rng.permutation(perm_size)                  # the same within every block
+      rel = tgt - lo
+      order += list(tgt[np.argsort((rel // perm_size) * perm_size + ranks[rel % perm_size])])
+    else:
+      order += list(rng.permutation(tgt))
   return np.asarray(order, np.int64), tuple(ends)
 
 
@@ -159,7 +173,7 @@ def with_perm_masks(rows, reuse_length: int):
 def make_rows(flat: np.ndarray, splits: np.ndarray, *, batch_size: int, seq_length: int,
               reuse_length: int, num_predict: int, bi_data: bool, sep_id: int, cls_id: int,
               is_start: np.ndarray, max_gram: int, mask_alpha: int, mask_beta: int,
-              seed: int):
+              seed: int, perm_size: int = 0):
   """One group's documents (flat ids + row splits) -> the ROW_FEATURES, step-major rows
   (with_perm_masks / row_perm_mask turn the orders into masks)."""
   del splits
@@ -191,7 +205,7 @@ def make_rows(flat: np.ndarray, splits: np.ndarray, *, batch_size: int, seq_leng
       is_target = np.concatenate([
           span_mask(is_start[ids[:reuse_length]], goals[0], rng, max_gram, mask_alpha,
                     mask_beta), m1[:a_len], [False], m1[a_len:], [False, False]])
-      order, _ = sample_order(is_target, reuse_length, rng)
+      order, _ = sample_order(is_target, reuse_length, rng, perm_size)
       index = np.flatnonzero(is_target)
       pad = num_predict - len(index)
       out["input_ids"].append(ids)
@@ -220,7 +234,8 @@ def pack(dataset: tf.data.Dataset, *, vocabulary, data, batch_size: int, seed: i
       make_rows, batch_size=batch_size, seq_length=data.seq_length,
       reuse_length=data.reuse_length, num_predict=data.num_predict, bi_data=data.bi_data,
       sep_id=sep_id, cls_id=cls_id, is_start=~vocab_lib.continuation_mask(vocabulary), max_gram=data.max_gram,
-      mask_alpha=data.mask_alpha, mask_beta=data.mask_beta, seed=seed)
+      mask_alpha=data.mask_alpha, mask_beta=data.mask_beta, seed=seed,
+      perm_size=data.perm_size)
   dtypes = [tf.float32 if k == "target_weights" else tf.int32 for k in ROW_FEATURES]
   mask_fn = functools.partial(row_perm_mask, reuse_length=data.reuse_length)
 

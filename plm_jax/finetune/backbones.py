@@ -43,7 +43,9 @@ class Backbone:
   # classification head: "pooled" (dropout -> classifier on summary_output: BERT, ALBERT) or
   # "first_token_mlp" (RoBERTa: dropout -> dense H -> tanh -> dropout -> out_proj on the
   # first token of sequence_output; params classifier/{dense,out_proj} as in HF) or
-  # "text_to_text" (T5: no head; only the glue_t2t objective fine-tunes it)
+  # "text_to_text" (T5: no head; only the glue_t2t objective fine-tunes it) or
+  # "last_token_summary" (XLNet: dense H -> tanh -> dropout -> logits_proj on the LAST
+  # position of sequence_output, as HF's XLNetForSequenceClassification; needs pad_left)
   classifier: str = "pooled"
   classifier_activation: str = "tanh"               # first_token_mlp's: tanh | gelu (ELECTRA)
   # vocabulary -> config fields a fresh backbone takes from it (RoBERTa: pad_token_id)
@@ -61,6 +63,8 @@ class Backbone:
   # the checkpoint's embedding may have more rows than the vocabulary has ids (T5: 32,128
   # rows for 32,000 pieces + 100 sentinels)
   vocab_padded: bool = False
+  # batches pad on the left, so the last position holds the last real token (XLNet)
+  pad_left: bool = False
 
 
 def register_backbone(backbone: Backbone) -> Backbone:
@@ -364,3 +368,67 @@ def _register_t5():
 
 
 _register_t5()
+
+
+# ---- XLNet ------------------------------------------------------------------------------
+
+def _xlnet_inputs(ids_a, ids_b, max_length: int, special: Mapping[str, int]
+                  ) -> Dict[str, np.ndarray]:
+  """A <sep> (B <sep>) <cls>, segment ids 0 for A <sep>, 1 for B <sep>, 2 for <cls> (the
+  released classifier_utils.py); the batches pad on the left (Backbone.pad_left)."""
+  budget = max_length - (3 if ids_b is not None else 2)
+  a, b = truncate_pair(ids_a, ids_b, budget)
+  ids = a + [special["sep"]]
+  types = [0] * len(ids)
+  if b is not None:
+    ids += b + [special["sep"]]
+    types += [1] * (len(b) + 1)
+  ids.append(special["cls"])
+  types.append(2)
+  return {"input_ids": np.asarray(ids, np.int32), "token_type_ids": np.asarray(types, np.int32)}
+
+
+_XLNET_LAYER = re.compile(r"(?:^|/)layer_(\d+)(?:/|$)")
+
+
+def _xlnet_depth(path: str, num_layers: int) -> int:
+  """word_embedding and mask_emb 0, layer_i -> i + 1, the summary and logits_proj
+  num_layers + 1."""
+  m = _XLNET_LAYER.search(path)
+  if m:
+    return int(m.group(1)) + 1
+  parts = path.split("/")
+  if len(parts) > 1 and parts[0] == "transformer":
+    return 0
+  return num_layers + 1
+
+
+def _xlnet_overrides(cfg, o: Mapping[str, Any]):
+  """One dropout rate (hidden_dropout), no memory, no bi_data (the released run_classifier);
+  layers are unrolled."""
+  for key, plain in (("scan_layers", False), ("remat_policy", "none")):
+    if o[key] != plain:
+      raise ValueError(f"config.model.{key}={o[key]!r}: not available for the xlnet backbone "
+                       f"(its layers are built unrolled); use {plain!r}")
+  return cfg.replace(dropout_rate=o["hidden_dropout"], dtype=o["dtype"], fused_ops=o["fused_ops"],
+                     bi_data=False, mem_len=0, reuse_len=0)
+
+
+def _register_xlnet():
+  from plm_jax.models.xlnet import XLNetConfig, XLNetModel  # pylint: disable=import-outside-toplevel
+  register_backbone(Backbone(
+      family="xlnet", module_name="transformer", config_class=XLNetConfig,
+      sizes={"tiny": dict(hidden_size=64, num_layers=2, num_heads=2, head_dim=32,
+                          intermediate_size=256),
+             "base": dict(hidden_size=768, num_layers=12, num_heads=12, head_dim=64,
+                          intermediate_size=3072),
+             "large": dict(hidden_size=1024, num_layers=24, num_heads=16, head_dim=64,
+                           intermediate_size=4096)},
+      make_module=XLNetModel, apply_overrides=_xlnet_overrides, format_inputs=_xlnet_inputs,
+      special_roles=("cls", "sep"),
+      summary_output="last_hidden_state",   # unused: the head reads the last position
+      sequence_output="last_hidden_state", num_layers=lambda cfg: cfg.num_layers,
+      layer_depth=_xlnet_depth, classifier="last_token_summary", pad_left=True))
+
+
+_register_xlnet()

@@ -21,7 +21,8 @@ Multi-host: batches are formed at the global batch size and each host keeps
 its rows (`shard_rows`), so every host sees the same shapes at every step.
 
 Examples are dicts of numpy values: the `sequence` features are 1-D arrays of
-one length per example (padded with 0), the rest scalars.
+one length per example (padded with 0, at the end or, pad_left, at the start as
+XLNet's inputs are), the rest scalars.
 """
 from __future__ import annotations
 
@@ -49,14 +50,18 @@ def bucket_index(length: int, buckets: Sequence[int]) -> int:
   raise ValueError(f"length {length} exceeds the largest bucket {buckets[-1]}")
 
 
-def _stack(examples: List[Example], length: int, sequence: Sequence[str]) -> Dict[str, np.ndarray]:
+def _stack(examples: List[Example], length: int, sequence: Sequence[str],
+           pad_left: bool = False) -> Dict[str, np.ndarray]:
   out = {}
   for k in examples[0]:
     if k in sequence:
       arr = np.zeros((len(examples), length), dtype=np.asarray(examples[0][k]).dtype)
       for i, ex in enumerate(examples):
         v = np.asarray(ex[k])
-        arr[i, :len(v)] = v
+        if pad_left:
+          arr[i, length - len(v):] = v
+        else:
+          arr[i, :len(v)] = v
       out[k] = arr
     else:
       out[k] = np.asarray([ex[k] for ex in examples])
@@ -64,7 +69,7 @@ def _stack(examples: List[Example], length: int, sequence: Sequence[str]) -> Dic
 
 
 def train_batches(examples: Sequence[Example], lengths: Sequence[int], buckets: Sequence[int],
-                  batch_size: int, seed: int, sequence: Sequence[str]
+                  batch_size: int, seed: int, sequence: Sequence[str], pad_left: bool = False
                   ) -> Iterator[Dict[str, np.ndarray]]:
   """Endless full batches (see the module doc)."""
   if not examples:
@@ -78,19 +83,21 @@ def train_batches(examples: Sequence[Example], lengths: Sequence[int], buckets: 
       q = queues[which[i]]
       q.append(int(i))
       if len(q) == batch_size:
-        yield _stack([examples[j] for j in q], buckets[which[i]], sequence)
+        yield _stack([examples[j] for j in q], buckets[which[i]], sequence, pad_left)
         q.clear()
     epoch += 1
 
 
 def eval_batches(examples: Sequence[Example], lengths: Sequence[int], buckets: Sequence[int],
-                 batch_size: int, sequence: Sequence[str]) -> Iterator[Dict[str, np.ndarray]]:
+                 batch_size: int, sequence: Sequence[str], pad_left: bool = False
+                 ) -> Iterator[Dict[str, np.ndarray]]:
   """One pass; each bucket's examples in input order, its last batch partial."""
   which = np.asarray([bucket_index(n, buckets) for n in lengths], dtype=np.int64)
   for b, length in enumerate(buckets):
     members = np.flatnonzero(which == b)
     for start in range(0, len(members), batch_size):
-      yield _stack([examples[j] for j in members[start:start + batch_size]], length, sequence)
+      yield _stack([examples[j] for j in members[start:start + batch_size]], length, sequence,
+                   pad_left)
 
 
 def shard_rows(batch: Dict[str, np.ndarray], shard_index: int, num_shards: int,

@@ -183,16 +183,20 @@ def layer_scales(params: Any, backbone: backbones.Backbone, num_layers: int,
 
 def bucketed_dataset(examples: Sequence[Mapping[str, np.ndarray]], lengths: Sequence[int],
                      buckets: Sequence[int], sequence: Sequence[str], split: str,
-                     batch_size: int, seed: int, shard_index: int, num_shards: int):
-  """tf.data stream of this host's rows of global bucketed batches (see batching)."""
+                     batch_size: int, seed: int, shard_index: int, num_shards: int,
+                     pad_left: bool = False):
+  """tf.data stream of this host's rows of global bucketed batches (see batching; pad_left:
+  padding before the tokens, as XLNet's)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   global_batch = batch_size * num_shards
 
   def gen() -> Iterator[Dict[str, np.ndarray]]:
     if split == "train":
-      stream = batching.train_batches(examples, lengths, buckets, global_batch, seed, sequence)
+      stream = batching.train_batches(examples, lengths, buckets, global_batch, seed, sequence,
+                                      pad_left)
     else:
-      stream = batching.eval_batches(examples, lengths, buckets, global_batch, sequence)
+      stream = batching.eval_batches(examples, lengths, buckets, global_batch, sequence,
+                                     pad_left)
     for b in stream:
       yield batching.shard_rows(b, shard_index, num_shards, batch_size)
 

@@ -7,7 +7,11 @@
         `classifier` is "first_token_mlp" (RoBERTa) instead reads the first token's final
         state: dropout -> dense [H, H] -> tanh -> dropout -> dense [H, num_labels]
         (RobertaClassificationHead; params classifier/dense, classifier/out_proj); ELECTRA's
-        is the same with GELU (the backbone's classifier_activation).
+        is the same with GELU (the backbone's classifier_activation). A "last_token_summary"
+        backbone (XLNet, left-padded batches) reads the LAST position's state: dense [H, H]
+        -> tanh -> dropout -> dense [H, num_labels] (XLNetForSequenceClassification's
+        summary_type 'last', summary_use_proj, tanh, summary_last_dropout, then logits_proj;
+        params sequence_summary/summary, logits_proj).
     head="span": dense [H, 2] on every position (BertForQuestionAnswering's qa_outputs).
         Output {"start_logits": [B, L], "end_logits": [B, L]}.
     swapped_input_ids / swapped_attention_mask [B, L] (classification on a pooled summary):
@@ -53,6 +57,18 @@ class FirstTokenClassifier(nn.Module):
                                                                                    ).astype(jnp.float32)
 
 
+class SequenceSummary(nn.Module):
+  """XLNet's sequence summary of the last position's state: dense [H, H] ('summary') -> tanh
+  -> dropout, [B, H] -> [B, H] (XLNetSequenceSummary with summary_type 'last')."""
+  dropout: float
+  std: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+    x = jnp.tanh(dense(x.shape[-1], ("embed", "mlp"), self.std, jnp.float32, "summary")(x))
+    return nn.Dropout(self.dropout)(x, deterministic=deterministic)
+
+
 class FinetuneModel(nn.Module):
   family: str
   config: Any
@@ -94,6 +110,12 @@ class FinetuneModel(nn.Module):
       return {"logits": FirstTokenClassifier(self.num_labels, self.classifier_dropout, std,
                                              bb.classifier_activation,
                                              name="classifier")(x, deterministic), **extra}
+    if self.head == "classification" and bb.classifier == "last_token_summary":
+      x = out[bb.sequence_output][:, -1]                               # [batch, embed]
+      x = SequenceSummary(self.classifier_dropout, std, name="sequence_summary")(
+          x.astype(jnp.float32), deterministic)
+      logits = dense(self.num_labels, ("mlp", None), std, jnp.float32, "logits_proj")(x)
+      return {"logits": logits.astype(jnp.float32), **extra}           # [batch, labels]
     if self.head == "classification":
       x = out[bb.summary_output]                                       # [batch', embed]
       if both:

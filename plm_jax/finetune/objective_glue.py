@@ -154,7 +154,8 @@ class GlueFinetune(FinetuneObjective):
     del num_epochs  # train: endless; other splits: one pass
     examples, lengths = self.examples(self._split(split))
     return common.bucketed_dataset(examples, lengths, self.task_config.buckets, self.sequence,
-                                   split, batch_size, seed, shard_index, num_shards)
+                                   split, batch_size, seed, shard_index, num_shards,
+                                   pad_left=self.backbone.pad_left)
 
   def batch_spec(self, batch_size: int) -> Dict[str, jax.ShapeDtypeStruct]:
     n = self.task_config.max_seq_length

@@ -47,6 +47,9 @@ class XlnetDataConfig:
   num_predict: int = param(0, ge=0)        # targets per row (0: round(seq_length / partial_k))
   partial_k: float = param(6.0, ge=1.0)    # K: 1/K of each factorisation order is predicted
   bi_data: bool = False                    # half the streams read backwards (model.bi_data)
+  # the order is sampled within blocks of perm_size tokens (released code's perm_size; must
+  # divide reuse_length and seq_length - reuse_length); 0: one block per part
+  perm_size: int = param(0, ge=0)
   max_gram: int = param(5, ge=1)           # longest target span (words)
   mask_alpha: int = param(6, ge=1)         # a span of n words sits in n * alpha / beta tokens
   mask_beta: int = param(1, ge=1)
@@ -75,6 +78,11 @@ class XlnetPermutationLm(ConfiguredVocabulary, Objective):
            "<sep>, <sep>, <cls>")
     if d.resolved_num_predict() > d.seq_length - 3:
       fail("config.data.num_predict", d.num_predict, "more targets than tokens")
+    if d.perm_size and (d.reuse_length % d.perm_size
+                        or (d.seq_length - d.reuse_length) % d.perm_size):
+      fail("config.data.perm_size", d.perm_size, f"must divide data.reuse_length="
+           f"{d.reuse_length} and data.seq_length - reuse_length="
+           f"{d.seq_length - d.reuse_length}")
     if m.bi_data != d.bi_data:
       fail("config.model.bi_data", m.bi_data, f"must equal data.bi_data={d.bi_data}")
     if m.attn_type != "bi":
