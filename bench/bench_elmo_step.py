@@ -16,10 +16,7 @@ directions' cross-entropies. Synthetic windows over a --vocab-word vocabulary wh
 char ids are the words' (plm_jax.data.elmo_chars). The GEMM floor counts the char
 CNN as products, the highway and projection layers, each LSTM's input half over all
 steps at once and its recurrent and projection products once per time step, and the
-softmax at the T - 1 predicted positions of each direction. (The plm_jax step steps
-both directions of a layer through one loop and forms the LSTM weight gradients as
-one product over all steps, so the floor's per-step weight-gradient products are
-an upper bound for that part; the PyTorch side is unchanged.)
+softmax at the T - 1 predicted positions of each direction.
 """
 import dataclasses
 import os

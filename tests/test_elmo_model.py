@@ -73,52 +73,6 @@ def test_lstm_cell_matches_float64_numpy():
   np.testing.assert_allclose(fh, h, atol=1e-5)
 
 
-def test_both_directions_in_one_loop_equal_separate_cells_with_gradients():
-  """run_lstms (D LSTMs stepped in one scan, input half hoisted) against each LSTM run on its
-  own as a Python loop of lstm_cell_step (the plain cell): outputs, final states and the
-  gradients of every input within 1e-5."""
-  rng = np.random.default_rng(1)
-  d, bsz, n_in, hid, proj, steps = 2, 3, 5, 7, 4, 6
-  f32 = lambda *shape: jnp.asarray(rng.normal(0, 0.7, shape), jnp.float32)  # noqa: E731
-  args = (f32(d, n_in + proj, 4 * hid), f32(d, 4 * hid), f32(d, hid, proj),
-          f32(d, bsz, steps, n_in), f32(d, bsz, hid), f32(d, bsz, proj))
-  mask = jnp.asarray(np.arange(steps)[None] < np.array([6, 4, 1])[:, None])
-
-  def fused(w, b, wp, x, c0, h0):
-    return lstm.run_lstms(w, b, wp, x, mask, (c0, h0), 0.6, 0.4)
-
-  def separate(w, b, wp, x, c0, h0):
-    outs, cs, hs = [], [], []
-    for k in range(d):
-      c, h, ys = c0[k], h0[k], []
-      for t in range(steps):
-        c2, h2 = lstm.lstm_cell_step(w[k], b[k], wp[k], x[k, :, t], (c, h), 0.6, 0.4)
-        keep = mask[:, t, None]
-        c, h = jnp.where(keep, c2, c), jnp.where(keep, h2, h)
-        ys.append(jnp.where(keep, h2, 0.0))
-      outs.append(jnp.stack(ys, 1))
-      cs.append(c)
-      hs.append(h)
-    return jnp.stack(outs), (jnp.stack(cs), jnp.stack(hs))
-
-  probe = f32(d, bsz, steps, proj)
-
-  def scalar(fn):
-    def loss(*a):
-      out, (c, h) = fn(*a)
-      return jnp.sum(out * probe) + jnp.sum(c) + jnp.sum(h ** 2)
-    return jax.jit(jax.value_and_grad(loss, argnums=tuple(range(6))))
-
-  want, got = jax.jit(separate)(*args), jax.jit(fused)(*args)
-  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
-    np.testing.assert_allclose(a, b, atol=1e-5)
-  assert not np.allclose(want[0][0], want[0][1], atol=1e-2)    # the two LSTMs differ
-  _, grads_want = scalar(separate)(*args)
-  _, grads_got = scalar(fused)(*args)
-  for a, b in zip(grads_got, grads_want):
-    np.testing.assert_allclose(a, b, atol=1e-5)
-
-
 def np_bilm(model_dir, char_ids):
   """An independent float64 forward of a bilm-tf model, from options.json and the HDF5 file
   (bilm-tf's BidirectionalLanguageModelGraph): returns token [B,T,P], forward/backward lists."""

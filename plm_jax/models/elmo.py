@@ -27,10 +27,7 @@ Contract:
                            final (c, h) for `state=` of the next batch, per row),
                            and with logits=True: forward_logits / backward_logits [B, T, V]
                            (position t of the forward LM predicts token t + 1, of the
-                           backward LM token t - 1); with softmax_inputs=True:
-                           forward_top / backward_top [B, T, P], what the softmax reads
-                           (the top layer after dropout), for a loss that projects
-                           only the positions it predicts (plm_jax.objectives.elmo_pretrain)
+                           backward LM token t - 1)
   init_state(config, B)    zero LSTM state: (c [2, L, B, H], h [2, L, B, P])
   ScalarMix(num_layers)    __call__(layers [K, B, T, D], mask=None) -> [B, T, D]
 """
@@ -42,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from plm_jax.layers.lstm import LstmParams, run_lstms
+from plm_jax.layers.lstm import LstmWithProjection
 
 PAPER_FILTERS = ((1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024))
 
@@ -154,45 +151,42 @@ class ElmoBiLM(nn.Module):
 
   @nn.compact
   def __call__(self, char_ids: jax.Array, state: Optional[Tuple[jax.Array, jax.Array]] = None,
-               deterministic: bool = True, logits: bool = False,
-               softmax_inputs: bool = False) -> Dict[str, jax.Array]:
+               deterministic: bool = True, logits: bool = False) -> Dict[str, jax.Array]:
     cfg = self.config
     mask = jnp.any(char_ids > 0, axis=-1)                             # [B, T]
     lengths = jnp.sum(mask, axis=1).astype(jnp.int32)                 # [B]
     token = CharEncoder(cfg, name="char_encoder")(char_ids)           # [B, T, P]
     if state is None:
       state = init_state(cfg, char_ids.shape[0], token.dtype)
-    # Both directions step through one loop: x [2, B, T, P], index 0 forward, 1 backward
-    # (each row reversed within its length); each keeps its own params and dropout.
-    x = jnp.stack([token, reverse_padded(token, lengths)])
-    layers, cs, hs = [], [], []
-    for k in range(cfg.n_layers):
-      inp = nn.Dropout(cfg.dropout)(x, deterministic=deterministic)
-      weights = [LstmParams(cfg.lstm_dim, cfg.projection_dim, name=f"{direction}_{k}")(
-          x.shape[-1]) for direction in ("forward", "backward")]
-      kernel, bias, projection = (None if w[0] is None else jnp.stack(w) for w in zip(*weights))
-      out, (c, h) = run_lstms(kernel, bias, projection, inp, mask,
-                              (state[0][:, k], state[1][:, k]), cfg.cell_clip, cfg.proj_clip)
-      if cfg.use_skip_connections and k > 0:
-        out = out + x * mask[..., None]
-      cs.append(c)
-      hs.append(h)
-      layers.append(out)
-      x = out
-    outputs = {"forward": tuple(y[0] for y in layers),
-               "backward": tuple(reverse_padded(y[1], lengths) for y in layers)}
+    outputs, final_c, final_h = {}, [], []
+    for d, direction in enumerate(("forward", "backward")):
+      x = token if d == 0 else reverse_padded(token, lengths)
+      layers, cs, hs = [], [], []
+      for k in range(cfg.n_layers):
+        inp = nn.Dropout(cfg.dropout)(x, deterministic=deterministic)
+        lstm = LstmWithProjection(cfg.lstm_dim, cfg.projection_dim, cfg.cell_clip,
+                                  cfg.proj_clip, name=f"{direction}_{k}")
+        out, (c, h) = lstm(inp, mask, (state[0][d, k], state[1][d, k]))
+        if cfg.use_skip_connections and k > 0:
+          out = out + x * mask[..., None]
+        cs.append(c)
+        hs.append(h)
+        layers.append(out)
+        x = out
+      if d == 1:
+        layers = [reverse_padded(y, lengths) for y in layers]
+      outputs[direction] = tuple(layers)
+      final_c.append(jnp.stack(cs))
+      final_h.append(jnp.stack(hs))
     result = dict(token=token, mask=mask, lengths=lengths,
-                  state=(jnp.stack(cs, axis=1), jnp.stack(hs, axis=1)), **outputs)
-    if logits or softmax_inputs or (self.is_initializing() and cfg.vocab_size > 0):
+                  state=(jnp.stack(final_c), jnp.stack(final_h)), **outputs)
+    if logits or (self.is_initializing() and cfg.vocab_size > 0):
       if cfg.vocab_size <= 0:
         raise ValueError("ElmoBiLM(logits=True): config.vocab_size is 0 (no softmax)")
       softmax = Softmax(cfg.vocab_size, name="softmax")
       for direction in ("forward", "backward"):
         top = nn.Dropout(cfg.dropout)(outputs[direction][-1], deterministic=deterministic)
-        if softmax_inputs:
-          result[f"{direction}_top"] = top
-        if logits or self.is_initializing():
-          result[f"{direction}_logits"] = softmax(top)
+        result[f"{direction}_logits"] = softmax(top)
     return result
 
 

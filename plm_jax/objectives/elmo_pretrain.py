@@ -145,20 +145,20 @@ class ElmoBiLMObjective(Objective):
                                      batch_size, seed, shard_index, num_shards, num_epochs)
 
   # ---- loss ---------------------------------------------------------------------------------
-  def _outputs(self, params, batch, rng, deterministic, softmax_inputs: bool = False):
+  def _outputs(self, params, batch, rng, deterministic, logits: bool):
     rngs = {} if (deterministic or rng is None) else {"dropout": rng}
     return self.make_model().apply({"params": params}, batch["char_ids"],
-                                   deterministic=deterministic, softmax_inputs=softmax_inputs,
-                                   rngs=rngs)
+                                   deterministic=deterministic, logits=logits, rngs=rngs)
 
   def _nll(self, params, batch, rng, deterministic) -> Tuple[jax.Array, jax.Array]:
     """Per-prediction nll of the forward [B, T-1] and backward [B, T-1] LMs."""
     ids = batch["input_ids"]
     sampled = self.lm.softmax == "sampled" and not deterministic
+    out = self._outputs(params, batch, rng, deterministic, logits=not sampled)
     if not sampled:
-      out = self._outputs(params, batch, rng, deterministic, softmax_inputs=True)
-      return full_softmax_nll(out["forward_top"], out["backward_top"], ids, params["softmax"])
-    out = self._outputs(params, batch, rng, deterministic)
+      fwd = losses.softmax_cross_entropy(out["forward_logits"][:, :-1], ids[:, 1:])
+      bwd = losses.softmax_cross_entropy(out["backward_logits"][:, 1:], ids[:, :-1])
+      return fwd, bwd
     soft = params["softmax"]
     key = jax.random.fold_in(rng, 1) if rng is not None else jax.random.PRNGKey(0)
     cands = log_uniform_samples(key, self.lm.num_samples, soft["kernel"].shape[0])
@@ -189,25 +189,6 @@ class ElmoBiLMObjective(Objective):
       out[f"{d}_perplexity"] = float(np.exp(np.sum(predictions[f"{d}_nll"], dtype=np.float64)
                                             / max(n, 1.0)))
     return out
-
-
-def full_softmax_nll(forward_top: jax.Array, backward_top: jax.Array, ids: jax.Array,
-                     softmax: Dict[str, jax.Array]) -> Tuple[jax.Array, jax.Array]:
-  """The full-softmax nll of both LMs: forward_top / backward_top [B, T, P] (the softmax
-  inputs), ids [B, T] -> (forward [B, T-1], backward [B, T-1]).
-
-  The same numbers as ElmoBiLM(logits=True)'s logits at the predicted positions (forward
-  0..T-2 predict ids 1..T-1, backward 1..T-1 predict ids 0..T-2) fed to the cross-entropy,
-  computed as one product of both directions' 2 B (T - 1) predicted positions with the
-  shared W [V, P] (none at the position each direction does not predict) and one fused
-  cross-entropy.
-  """
-  b = ids.shape[0]
-  h = jnp.concatenate([forward_top[:, :-1], backward_top[:, 1:]], axis=0)   # [2B, T-1, P]
-  targets = jnp.concatenate([ids[:, 1:], ids[:, :-1]], axis=0)              # [2B, T-1]
-  logits = jnp.einsum("btp,vp->btv", h, softmax["kernel"]) + softmax["bias"]
-  nll = losses.softmax_cross_entropy(logits, targets)                       # [2B, T-1]
-  return nll[:b], nll[b:]
 
 
 def log_uniform_samples(key: jax.Array, num: int, vocab_size: int) -> jax.Array:
