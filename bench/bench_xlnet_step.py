@@ -33,6 +33,9 @@ VOCAB = 32000
 def _config(args):
   from configs import xlnet  # pylint: disable=import-outside-toplevel
   c = xlnet.get_config(args.size)
+  # Synthetic ids over VOCAB (the objective's fixed vocab_size): no SentencePiece file, but
+  # base / large name one that must exist, so the config's check would refuse them.
+  c.data.vocab.update(type="builtin", path="")
   c.model.update(mem_len=args.mem, bi_data=False)
   c.data.update(seq_length=args.seq, reuse_length=args.reuse, num_predict=args.predict,
                 bi_data=False)
