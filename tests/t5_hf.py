@@ -3,6 +3,7 @@ import torch
 import transformers
 
 from plm_jax.convert import hf_io
+import hf_random
 
 
 def hf_t5(kw, seed=0):
@@ -10,14 +11,10 @@ def hf_t5(kw, seed=0):
   torch.manual_seed(seed)
   model = transformers.T5ForConditionalGeneration(transformers.T5Config(
       **kw, dropout_rate=0.0, attn_implementation="eager")).eval()
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if "layer_norm" in name:
-        p.copy_(1 + 0.2 * torch.randn_like(p))
-      else:
-        p.normal_(0.0, 0.2)
-    if not kw["tie_word_embeddings"]:
-      # transformers 5 ties T5's lm_head in memory; give it its own weights (v1.1).
+  hf_random.randomize_(model)
+  if not kw["tie_word_embeddings"]:
+    # transformers 5 ties T5's lm_head in memory; give it its own weights (v1.1).
+    with torch.no_grad():
       model.lm_head.weight = torch.nn.Parameter(0.2 * torch.randn_like(model.shared.weight))
   return model
 

@@ -15,6 +15,7 @@ from plm_jax.data import paths
 from plm_jax.convert import cli, export, registry  # noqa: E402
 from plm_jax.convert.table import ConversionError  # noqa: E402
 from plm_jax.models.bert import BertForPreTraining, BertModel  # noqa: E402
+import hf_random
 
 torch.set_num_threads(2)
 TOL = 1e-4
@@ -30,12 +31,7 @@ def _hf_model(cls, kw, seed=0):
   torch.manual_seed(seed)
   config = transformers.BertConfig(**kw, attn_implementation="eager")
   model = cls(config).eval()
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if "LayerNorm.weight" in name:
-        p.copy_(1 + 0.2 * torch.randn_like(p))
-      else:
-        p.normal_(0.0, 0.2)
+  hf_random.randomize_(model)
   return model
 
 

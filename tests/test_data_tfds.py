@@ -11,7 +11,6 @@ import re
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import mlm_batches

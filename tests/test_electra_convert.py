@@ -11,6 +11,7 @@ import plm_jax  # noqa: E402
 from plm_jax.convert import registry  # noqa: E402
 from plm_jax.convert.table import flatten  # noqa: E402
 from plm_jax.models import electra  # noqa: E402
+import hf_random
 
 torch.set_num_threads(2)
 TOL = 1e-4
@@ -26,12 +27,7 @@ def _hf_model(cls, kw, seed=0):
   """A transformers model with random, non-trivial weights (eval mode, eager attention)."""
   torch.manual_seed(seed)
   model = cls(transformers.ElectraConfig(**kw, attn_implementation="eager")).eval()
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if "LayerNorm.weight" in name:
-        p.copy_(1 + 0.2 * torch.randn_like(p))
-      else:
-        p.normal_(0.0, 0.2)
+  hf_random.randomize_(model)
   return model
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from plm_jax.finetune import backbones
 from plm_jax.finetune.heads import FinetuneModel
+import hf_random
 
 
 @pytest.mark.parametrize("num_labels", [3, 1])
@@ -21,10 +22,7 @@ def test_electra_sequence_classification_parity(tmp_path, num_labels):
                                    intermediate_size=52, max_position_embeddings=40,
                                    num_labels=num_labels)
   hf = transformers.ElectraForSequenceClassification(cfg)
-  with torch.no_grad():       # non-trivial LayerNorm and bias values
-    for name, p in hf.named_parameters():
-      if "LayerNorm" in name or name.endswith("bias"):
-        p.add_(0.1 * torch.randn_like(p))
+  hf_random.perturb_(hf)   # non-trivial LayerNorm and bias values
   hf.eval()
   hf.save_pretrained(tmp_path)
   conv = registry.get_converter("electra")

@@ -12,6 +12,7 @@ transformers = pytest.importorskip("transformers")
 import plm_jax  # noqa: E402
 from plm_jax.convert import registry  # noqa: E402
 from plm_jax.models.ernie import ErnieForPreTraining  # noqa: E402
+import hf_random
 
 torch.set_num_threads(2)
 TOL = 1e-4
@@ -28,12 +29,7 @@ def _hf_model(kw, seed=0):
   torch.manual_seed(seed)
   model = transformers.ErnieForPreTraining(
       transformers.ErnieConfig(**kw, attn_implementation="eager")).eval()
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if "LayerNorm.weight" in name:
-        p.copy_(1 + 0.2 * torch.randn_like(p))
-      else:
-        p.normal_(0.0, 0.2)
+  hf_random.randomize_(model)
   return model
 
 

@@ -9,6 +9,7 @@ import pytest
 from plm_jax.data import paths
 from plm_jax.finetune import backbones, glue, metrics
 from plm_jax.finetune.heads import FinetuneModel
+import hf_random
 
 
 def test_ernie_sequence_classification_parity(tmp_path):
@@ -21,9 +22,7 @@ def test_ernie_sequence_classification_parity(tmp_path):
                                  max_position_embeddings=40, num_labels=2, use_task_id=True,
                                  hidden_act="relu")
   hf = transformers.ErnieForSequenceClassification(cfg)
-  with torch.no_grad():
-    for name, p in hf.named_parameters():
-      p.add_(0.1 * torch.randn_like(p))
+  hf_random.perturb_(hf, everything=True)
   hf.eval()
   hf.save_pretrained(tmp_path)
   conv = registry.get_converter("ernie")

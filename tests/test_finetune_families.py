@@ -10,6 +10,7 @@ from configs import glue as glue_config
 from plm_jax.data import paths
 from plm_jax.finetune import backbones
 from plm_jax.finetune.heads import FinetuneModel
+import hf_random
 
 GLUE_DIR = os.path.join(paths.data_dir(), "glue")
 needs_glue = pytest.mark.skipif(not os.path.isdir(GLUE_DIR), reason=f"{GLUE_DIR} is absent")
@@ -48,10 +49,7 @@ def _hf_dir(tmp_path, family, num_labels):
                                     num_labels=num_labels, hidden_dropout_prob=0.0,
                                     attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0)
     model = transformers.AlbertForSequenceClassification(cfg)
-  with torch.no_grad():       # non-trivial LayerNorm and bias values
-    for name, p in model.named_parameters():
-      if "LayerNorm" in name or name.endswith("bias"):
-        p.add_(0.1 * torch.randn_like(p))
+  hf_random.perturb_(model)   # non-trivial LayerNorm and bias values
   model.eval()
   path = str(tmp_path / family)
   model.save_pretrained(path)

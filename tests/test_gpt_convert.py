@@ -12,6 +12,7 @@ import plm_jax  # noqa: E402
 from plm_jax.convert import registry  # noqa: E402
 from plm_jax.convert.table import flatten  # noqa: E402
 from plm_jax.models.gpt import GPT2Config, GPTLMHeadModel, OpenAIGPTConfig  # noqa: E402
+import hf_random
 
 torch.set_num_threads(2)
 TOL = 1e-4
@@ -29,12 +30,7 @@ def hf_model(kind, kw, seed=0):
   cls, config_cls = KINDS[kind]
   torch.manual_seed(seed)
   model = cls(config_cls(**kw, attn_implementation="eager")).eval()
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if ".ln_" in name and name.endswith("weight"):
-        p.copy_(1 + 0.2 * torch.randn_like(p))
-      else:
-        p.normal_(0.0, 0.2)
+  hf_random.randomize_(model)
   return model
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from plm_jax.finetune import backbones
 from plm_jax.finetune.heads import FinetuneModel
+import hf_random
 
 
 def test_input_transformation_start_delim_extract():
@@ -37,9 +38,7 @@ def test_sequence_classification_parity_with_hugging_face(tmp_path, family, num_
     hf = transformers.GPT2ForSequenceClassification(transformers.GPT2Config(**kw))
   else:
     hf = transformers.OpenAIGPTForSequenceClassification(transformers.OpenAIGPTConfig(**kw))
-  with torch.no_grad():
-    for name, p in hf.named_parameters():
-      p.add_(0.1 * torch.randn_like(p))
+  hf_random.perturb_(hf, everything=True)
   hf.eval()
   hf.save_pretrained(tmp_path)
   conv = registry.get_converter(family)

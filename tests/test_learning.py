@@ -36,7 +36,7 @@ def test_tiny_bert_beats_unigram_baseline_on_builtin_corpus(tmp_path):
   from configs import bert  # pylint: disable=import-outside-toplevel
   steps, eval_steps = 1000, 5
   result = main_runner.run(
-      str(tmp_path / "w"), f"--config=" + os.path.join(REPO, "configs", "bert.py") + ":tiny",
+      str(tmp_path / "w"), "--config=" + os.path.join(REPO, "configs", "bert.py") + ":tiny",
       f"--config.train.num_steps={steps}", f"--config.train.eval_every={steps}",
       f"--config.train.eval_steps={eval_steps}", "--config.train.checkpoint_every=1000",
       "--config.train.params_export=False", "--config.optimizer.warmup_steps=100",

@@ -13,6 +13,7 @@ from plm_jax.convert import registry  # noqa: E402
 from plm_jax.convert.table import flatten  # noqa: E402
 from plm_jax.models.albert import AlbertConfig, AlbertForPreTraining  # noqa: E402
 from plm_jax.models.roberta import RobertaForMaskedLM  # noqa: E402
+import hf_random
 
 torch.set_num_threads(2)
 TOL = 1e-4
@@ -37,12 +38,7 @@ def _hf_model(cls, config_cls, kw, seed=0):
   """A transformers model with random, non-trivial weights (eval mode, eager attention)."""
   torch.manual_seed(seed)
   model = cls(config_cls(**kw, attn_implementation="eager")).eval()
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if "LayerNorm.weight" in name or "layer_norm.weight" in name:
-        p.copy_(1 + 0.2 * torch.randn_like(p))
-      else:
-        p.normal_(0.0, 0.2)
+  hf_random.randomize_(model)
   return model
 
 

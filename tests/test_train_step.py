@@ -6,7 +6,6 @@ import optax
 import pytest
 
 import train_fakes
-from plm_jax import sharding as sharding_lib
 from plm_jax.train import optimizers, step as step_lib
 from plm_jax.train.config import validate_config
 from plm_jax.train.train_state import TrainState

@@ -12,6 +12,7 @@ import plm_jax  # noqa: E402
 from plm_jax.convert import registry  # noqa: E402
 from plm_jax.convert.table import flatten  # noqa: E402
 from plm_jax.models.xlnet import XLNetConfig, XLNetLMHeadModel  # noqa: E402
+import hf_random
 
 torch.set_num_threads(2)
 TOL = 1e-4
@@ -26,12 +27,7 @@ UNI = dict(vocab_size=53, d_model=24, n_layer=2, n_head=3, d_inner=40, mem_len=1
 def hf_model(kw, seed=0):
   torch.manual_seed(seed)
   model = transformers.XLNetLMHeadModel(transformers.XLNetConfig(**kw)).eval()
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if "layer_norm" in name and name.endswith("weight"):
-        p.copy_(1 + 0.2 * torch.randn_like(p))
-      else:
-        p.normal_(0.0, 0.2)
+  hf_random.randomize_(model)
   return model
 
 

@@ -12,6 +12,7 @@ from configs import glue as glue_config
 from plm_jax.data import paths
 from plm_jax.finetune import backbones, batching
 from plm_jax.finetune.heads import FinetuneModel
+import hf_random
 
 GLUE_DIR = os.path.join(paths.data_dir(), "glue")
 SPECIAL = {"cls": 3, "sep": 4}
@@ -55,10 +56,7 @@ def test_sequence_classification_parity_with_hugging_face(tmp_path, num_labels):
   cfg = transformers.XLNetConfig(vocab_size=91, d_model=32, n_layer=2, n_head=2, d_inner=48,
                                  num_labels=num_labels)
   hf = transformers.XLNetForSequenceClassification(cfg)
-  with torch.no_grad():       # non-trivial LayerNorm and bias values
-    for name, p in hf.named_parameters():
-      if "layer_norm" in name or name.endswith("bias"):
-        p.add_(0.1 * torch.randn_like(p))
+  hf_random.perturb_(hf)   # non-trivial LayerNorm and bias values
   hf.eval()
   hf.save_pretrained(tmp_path)
   conv = registry.get_converter("xlnet")
