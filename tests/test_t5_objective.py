@@ -76,3 +76,13 @@ def test_config_errors_name_the_key(t5_spm):
   c.data.vocab.type = "builtin"
   with pytest.raises(configlib.ConfigError, match=r"config\.data\.vocab\.path.*SentencePiece"):
     get_objective(c).vocabulary()
+
+
+def test_tokens_per_step_count_encoder_and_decoder_tokens(t5_spm):
+  """The trainer's tokens/s for T5: every encoder input and decoder target token of the
+  batch (there is no input_ids feature, which once made it count one token per row)."""
+  from plm_jax.objectives.base import get_objective  # pylint: disable=import-outside-toplevel
+  objective = get_objective(_config(t5_spm, 2))
+  spec = objective.batch_spec(8)
+  assert "input_ids" not in spec
+  assert objective.tokens_per_batch(spec) == 8 * (32 + 8)

@@ -24,6 +24,7 @@ predictions must give padded rows no weight (see `example_weights`).
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
 import jax
@@ -181,6 +182,13 @@ class Objective(abc.ABC):
       shape = (batch_size,) + ((lengths[name],) if feature.rank == 1 else ())
       spec[name] = jax.ShapeDtypeStruct(shape, jnp.dtype(feature.dtype.as_numpy_dtype))
     return spec
+
+  def tokens_per_batch(self, spec: Mapping[str, jax.ShapeDtypeStruct]) -> int:
+    """Tokens one global batch of `spec` carries, for the tokens/s the trainer reports:
+    the input_ids grid (padding included), or one per example without input_ids."""
+    if "input_ids" in spec:
+      return int(math.prod(spec["input_ids"].shape))
+    return int(next(iter(spec.values())).shape[0])
 
   def train_flops_per_example(self) -> Optional[float]:
     """Training FLOPs (forward + backward) of one example, counted as the ELECTRA paper

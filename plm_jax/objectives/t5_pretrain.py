@@ -14,6 +14,7 @@ piece (`python -m plm_jax.data.spm_train --layout=t5`) plus `data.extra_ids` sen
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Dict, Optional
 
 import flax.linen as nn
@@ -165,6 +166,11 @@ class T5SpanCorruption(ConfiguredVocabulary, Objective):
   def batch_spec(self, batch_size: int) -> Dict[str, jax.ShapeDtypeStruct]:
     lengths = self.feature_converter().get_model_feature_lengths(self.feature_lengths())
     return {k: jax.ShapeDtypeStruct((batch_size, n), jnp.int32) for k, n in lengths.items()}
+
+  def tokens_per_batch(self, spec) -> int:
+    """Encoder inputs plus decoder targets."""
+    return sum(int(math.prod(spec[k].shape))
+               for k in ("encoder_input_tokens", "decoder_target_tokens"))
 
   def get_dataset(self, split: str, batch_size: int, seed: int, shard_index: int = 0,
                   num_shards: int = 1, num_epochs: Optional[int] = None):

@@ -284,7 +284,7 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   train_fn = jit_train_fn(setup)
   finite_fn = jax.jit(_all_finite)
   base_rng = step_base_rng(seed)
-  tokens = int(math.prod(spec["input_ids"].shape)) if "input_ids" in spec else t.batch_size
+  tokens = objective.tokens_per_batch(spec)
   per_example = objective.train_flops_per_example()
   flops = None if per_example is None else per_example * t.batch_size
   if flops is not None:
