@@ -113,6 +113,27 @@ def torch_steps(args, batches):
   return one
 
 
+def _gemms(args, m):
+  """The forward matrix products of one step (harness.Gemm), as plm_jax.models.xlnet computes
+  them: per layer the k / v projections over memory + segment, the relative-position keys,
+  the content and query streams' q, their attention (content, position and segment scores,
+  context) over all `seq` query rows (the query stream is mapped to them by target_mapping and
+  back), o and the feed-forward of both streams; then the LM head at the targets."""
+  b, i, j, p = args.batch, args.seq, args.seq + args.mem, args.predict
+  h, n, d, f = m.hidden_size, m.num_heads, m.head_dim, m.intermediate_size
+  r = j + i if m.attn_type == "bi" else j + 1
+  per_layer = [((), b * j, h, n * d, 2), ((), r, h, n * d, 1),            # k, v; kr
+               ((), b * i, h, n * d, 1), ((), b * p, h, n * d, 1),        # q_h, q_g
+               ((b,), i, p, n * d, 1), ((b,), p, i, n * d, 1),            # target_mapping in/out
+               ((b * n,), i, d, j, 2), ((n,), b * i, d, r, 2),            # ac, bd (both streams)
+               ((n,), b * i, d, 2, 2), ((b * n,), i, j, d, 2),            # ef, context
+               ((), b * i, n * d, h, 1), ((), b * p, n * d, h, 1),        # o
+               ((), b * i, h, f, 1), ((), b * i, f, h, 1),                # feed-forward, h
+               ((), b * p, h, f, 1), ((), b * p, f, h, 1)]                # feed-forward, g
+  out = [(bd, mm, k, nn_, c * m.num_layers) for bd, mm, k, nn_, c in per_layer]
+  return out + [((), b * p, h, VOCAB, 1)]
+
+
 def worker(args) -> dict:
   harness.pin(args.threads)
   if args.worker == "torch":
@@ -131,7 +152,12 @@ def worker(args) -> dict:
     loss = one(t)
     times.append(time.perf_counter() - s)
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # MiB (Linux: KiB)
-  return {"times": times, "loss": loss, "peak": peak, "warmup_s": warm, "max_rss_mib": rss}
+  out = {"times": times, "loss": loss, "peak": peak, "warmup_s": warm, "max_rss_mib": rss}
+  if args.worker == "jax":    # after the steps, so the timed steps' peak RSS is theirs alone
+    gemms = _gemms(args, _config(args).model)
+    out["floor_s"] = harness.gemm_floor(harness.with_backward(gemms))
+    out["step_flops"] = harness.flops(gemms)
+  return out
 
 
 def main(argv=None) -> int:
@@ -177,6 +203,11 @@ def main(argv=None) -> int:
           f"peak RSS {max(r['max_rss_mib'] for r in runs):7.0f} MiB  loss {runs[-1]['loss']:.4f}  "
           f"matmul peak {max(r['peak'] for r in runs) / 1e9:.1f} GFLOP/s")
   print(f"  speed-up plm_jax / PyTorch: {med['torch'] / med['jax']:.2f}x (target 1.5x)")
+  floor = min(r["floor_s"] for r in results["jax"])
+  print(f"  GEMM floor (every product of the step, forward and backward, timed alone in jax): "
+        f"{floor * 1e3:.1f} ms ({results['jax'][0]['step_flops'] / 1e9:.1f} GFLOP); plm_jax "
+        f"step / floor {med['jax'] / floor:.2f}x; the most any JAX step could reach here: "
+        f"{med['torch'] / floor:.2f}x PyTorch")
   return 0
 
 
