@@ -153,10 +153,11 @@ def worker(args) -> dict:
     times.append(time.perf_counter() - s)
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # MiB (Linux: KiB)
   out = {"times": times, "loss": loss, "peak": peak, "warmup_s": warm, "max_rss_mib": rss}
-  if args.worker == "jax":    # after the steps, so the timed steps' peak RSS is theirs alone
-    gemms = _gemms(args, _config(args).model)
-    out["floor_s"] = harness.gemm_floor(harness.with_backward(gemms))
-    out["step_flops"] = harness.flops(gemms)
+  # After the steps, so that the timed steps' peak RSS is theirs alone: plm_jax's products
+  # timed in this side's library (jax: the floor; torch: how close PyTorch runs to its own).
+  gemms = _gemms(args, _config(args).model)
+  out["floor_s"] = harness.gemm_floor(harness.with_backward(gemms), impl=args.worker)
+  out["step_flops"] = harness.flops(gemms)
   return out
 
 
@@ -208,6 +209,9 @@ def main(argv=None) -> int:
         f"{floor * 1e3:.1f} ms ({results['jax'][0]['step_flops'] / 1e9:.1f} GFLOP); plm_jax "
         f"step / floor {med['jax'] / floor:.2f}x; the most any JAX step could reach here: "
         f"{med['torch'] / floor:.2f}x PyTorch")
+  t_floor = min(r["floor_s"] for r in results["torch"])
+  print(f"  the same products in torch.matmul: {t_floor * 1e3:.1f} ms (jax / torch "
+        f"{floor / t_floor:.2f}x; PyTorch's step is {med['torch'] / t_floor:.2f}x its products)")
   return 0
 
 

@@ -152,23 +152,30 @@ def with_backward(gemms: Sequence[Gemm]) -> List[Gemm]:
   return out
 
 
-def gemm_floor(gemms: Sequence[Gemm], reps: int = 5) -> float:
-  """Seconds that the products in `gemms` take in jax, each timed alone (median of reps)."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+def gemm_floor(gemms: Sequence[Gemm], reps: int = 5, impl: str = "jax") -> float:
+  """Seconds that the products in `gemms` take in `impl` ('jax': XLA, one jitted matmul
+  per shape; 'torch': torch.matmul), each timed alone (median of reps)."""
   total, seen = 0.0, {}
-  key = jax.random.PRNGKey(0)
-  f = jax.jit(jnp.matmul)
+  if impl == "jax":
+    import jax  # pylint: disable=import-outside-toplevel
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    key = jax.random.PRNGKey(0)
+    f = jax.jit(jnp.matmul)
+    make = lambda shape: jax.random.normal(key, shape, jnp.float32)
+    run = lambda a, b: f(a, b).block_until_ready()
+  else:
+    import torch  # pylint: disable=import-outside-toplevel
+    make = lambda shape: torch.randn(shape)
+    run = torch.matmul
   for bdims, m, k, n, count in gemms:
     shape = (bdims, m, k, n)
     if shape not in seen:
-      a = jax.random.normal(key, bdims + (m, k), jnp.float32)
-      b = jax.random.normal(key, bdims + (k, n), jnp.float32)
-      f(a, b).block_until_ready()
+      a, b = make(bdims + (m, k)), make(bdims + (k, n))
+      run(a, b)
       times = []
       for _ in range(reps):
         t = time.perf_counter()
-        f(a, b).block_until_ready()
+        run(a, b)
         times.append(time.perf_counter() - t)
       seen[shape] = statistics.median(times)
     total += seen[shape] * count
@@ -378,9 +385,10 @@ def worker(family: Family, args) -> dict:
     loss = one()
     times.append(time.perf_counter() - t)
   result = {"times": times, "loss": loss, "peak": peak, "warmup_s": warm}
-  if args.worker == "jax":
-    result["gemm_floor"] = gemm_floor(with_backward(_gemms(
-        family, cfg, args.batch, args.seq, args.batch * args.predictions)))
+  # plm_jax's products, timed in this side's library: the jax floor bounds plm_jax; the same
+  # products in torch show how close PyTorch's own step runs to its matrix library.
+  result["gemm_floor"] = gemm_floor(with_backward(_gemms(
+      family, cfg, args.batch, args.seq, args.batch * args.predictions)), impl=args.worker)
   return result
 
 
@@ -482,3 +490,6 @@ def report(family: Family, args, impls, results) -> None:
         f"{j_step / floor:.2f}x{_floor_verdict(family, j_step / floor)}); ceiling ratio with everything else free: {t_step / floor:.2f}x; "
         f"non-GEMM time {1e3 * (j_step - floor):.0f} ms/step, allowed for {family.target}x: "
         f"{1e3 * (t_step / family.target - floor):.0f} ms/step")
+  t_floor = statistics.median(r["gemm_floor"] for r in results["torch"])
+  print(f"the same products in torch.matmul: {t_floor * 1e3:.1f} ms/step (jax / torch "
+        f"{floor / t_floor:.2f}x; PyTorch's step is {t_step / t_floor:.2f}x its products)")
