@@ -165,3 +165,63 @@ def test_tiny_rte_run_from_the_command(tmp_path, t5_spm):
   assert train[-1] < 0.5 * train[0], train
   assert final["examples"] == 16 and 0.0 <= final["accuracy"] <= 1.0
   assert final["invalid"] < 0.5              # it learnt to answer with label words
+
+
+def _t5_for_text(t5_spm):
+  """(model, params, vocab): a random tiny v1.1 T5 over the test SentencePiece vocabulary,
+  its weights scaled up so that greedy outputs vary."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from plm_jax.models.t5 import T5Config, T5ForConditionalGeneration  # pylint: disable=import-outside-toplevel
+  vocab = get_objective(_config("rte", t5_spm)).vocabulary()
+  cfg = T5Config(vocab_size=vocab.vocab_size, hidden_size=32, head_dim=8, intermediate_size=48,
+                 num_layers=1, num_decoder_layers=1, num_heads=4, dropout_rate=0.0,
+                 feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                 eos_token_id=vocab.eos_id)
+  model = T5ForConditionalGeneration(cfg)
+  ids = np.ones((1, 4), np.int32)
+  params = model.init(jax.random.PRNGKey(3), ids, ids, ids)["params"]
+  return model, jax.tree.map(lambda x: 4.0 * x, params), vocab
+
+
+def _padded(vocab, text):
+  """One text as generate_text lays it out alone: ids, EOS, padding to a multiple of 16."""
+  ids = list(vocab.encode(text)) + [vocab.eos_id]
+  n = -(-len(ids) // 16) * 16
+  return (np.asarray([ids + [0] * (n - len(ids))], np.int32),
+          np.asarray([[1] * len(ids) + [0] * (n - len(ids))], np.int32))
+
+
+TEXTS = ["rte sentence1: the man is here", "a",
+         "line 7 of text with numbers 49 and words and more words to pass sixteen tokens"]
+
+
+def test_generate_text_is_text_in_text_out(t5_spm):
+  """t5_decoding.generate_text: texts -> ids + EOS, right-padded to a multiple of 16 with
+  the mask -> generate -> texts cut at their first EOS (one compilation); an overlong input
+  names itself."""
+  from plm_jax.models import t5_decoding  # pylint: disable=import-outside-toplevel
+  model, params, vocab = _t5_for_text(t5_spm)
+  batched = t5_decoding.generate_text(model, params, vocab, TEXTS, max_length=8)
+  rows = [list(vocab.encode(t)) + [vocab.eos_id] for t in TEXTS]
+  n = -(-max(len(r) for r in rows) // 16) * 16
+  assert n >= 32 and min(len(r) for r in rows) == 2     # "a" + EOS: mostly padding
+  ids = np.asarray([r + [0] * (n - len(r)) for r in rows], np.int32)
+  tokens = np.asarray(t5_decoding.generate(model, params, ids, (ids > 0).astype(np.int32), 8))
+  assert batched == t5_decoding.decode_texts(vocab, tokens, vocab.eos_id)
+  assert any(batched)                      # not all empty: the check above compares text
+  with pytest.raises(ValueError, match=r"texts\[1\] is \d+ tokens .* max_input_length=4"):
+    t5_decoding.generate_text(model, params, vocab, ["a", TEXTS[0]], max_input_length=4)
+  assert t5_decoding.generate_text(model, params, vocab, []) == []
+
+
+@pytest.mark.slow   # three more decoder compilations (one per shape, and beam search)
+def test_generate_text_alone_equals_batched_and_beam_search_is_the_best_beam(t5_spm):
+  from plm_jax.models import t5_decoding  # pylint: disable=import-outside-toplevel
+  model, params, vocab = _t5_for_text(t5_spm)
+  batched = t5_decoding.generate_text(model, params, vocab, TEXTS, max_length=8)
+  alone = [t5_decoding.generate_text(model, params, vocab, [t], max_length=8)[0] for t in TEXTS]
+  assert batched == alone
+  beams = t5_decoding.generate_text(model, params, vocab, TEXTS[:1], max_length=8, num_beams=3,
+                                    length_penalty=0.6)
+  best = t5_decoding.generate(model, params, *_padded(vocab, TEXTS[0]), 8, 3, np.float32(0.6))
+  assert beams == t5_decoding.decode_texts(vocab, np.asarray(best), vocab.eos_id)

@@ -160,7 +160,7 @@ class GlueTextToText(GlueFinetune):
                        ) -> Tuple[np.ndarray, np.ndarray]:
     """Decoded texts -> (label indices / scores, valid mask) (text_to_text.prediction_values)."""
     vocab = self.vocabulary()
-    texts = text_to_text.decode_texts(vocab, predictions["tokens"], int(vocab.eos_id))
+    texts = t5_decoding.decode_texts(vocab, predictions["tokens"], int(vocab.eos_id))
     return text_to_text.prediction_values(self.task, texts, predictions["label"])
 
   def compute_metrics(self, predictions: Dict[str, np.ndarray]) -> Dict[str, float]:

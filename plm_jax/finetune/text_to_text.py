@@ -18,7 +18,7 @@ label indices).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -105,14 +105,3 @@ def prediction_values(task: GlueTask, texts: Sequence[str], labels: np.ndarray
   wrong = np.where(labels >= 0, (labels + 1) % len(words), 0)
   values = np.asarray([v for v, _ in parsed], np.int64)
   return np.where(valid, values, wrong).astype(np.int32), valid
-
-
-def decode_texts(vocab, tokens: np.ndarray, eos_id: int, pad_id: int = 0) -> List[str]:
-  """Generated ids [N, T] -> texts, each cut at its first EOS, padding dropped."""
-  out = []
-  for row in np.asarray(tokens):
-    ids = [int(t) for t in row]
-    if eos_id in ids:
-      ids = ids[:ids.index(eos_id)]
-    out.append(vocab.decode([t for t in ids if t != pad_id]))
-  return out

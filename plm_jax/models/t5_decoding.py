@@ -6,6 +6,7 @@ key/value cache.
                     length_penalty=0.6)       # out.tokens [B, K, max_length], out.scores [B, K]
   tokens = generate(model, params, input_ids, attention_mask, max_length, num_beams=4,
                     length_penalty=0.6)       # jitted; the best beam (greedy: num_beams=1)
+  texts = generate_text(model, params, vocab, ["summarize: ..."], max_length=64)  # text out
 
 The encoder runs once; the decoder runs one token per step (lax.scan / lax.while_loop, so
 a whole generation compiles once per (batch, input length, max_length, num_beams) shape),
@@ -25,10 +26,11 @@ no longer beats the worst finished one. (The original T5 / t5x beam search divid
 ((5 + length) / 6) ** alpha instead, GNMT's form, with alpha = 0.6.)
 """
 import functools
-from typing import Any, NamedTuple, Optional
+from typing import Any, List, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from plm_jax.models.t5 import T5ForConditionalGeneration
 
@@ -171,3 +173,43 @@ def generate(model: T5ForConditionalGeneration, params: Any, input_ids: jax.Arra
     return greedy_decode(model, params, input_ids, attention_mask, max_length)
   return beam_search(model, params, input_ids, attention_mask, max_length, num_beams,
                      length_penalty).tokens[:, 0]
+
+
+def decode_texts(vocab, tokens: np.ndarray, eos_id: int, pad_id: int = 0) -> List[str]:
+  """Generated ids [N, T] -> texts, each cut at its first EOS, padding dropped."""
+  out = []
+  for row in np.asarray(tokens):
+    ids = [int(t) for t in row]
+    if eos_id in ids:
+      ids = ids[:ids.index(eos_id)]
+    out.append(vocab.decode([t for t in ids if t != pad_id]))
+  return out
+
+
+def generate_text(model: T5ForConditionalGeneration, params: Any, vocab, texts: Sequence[str],
+                  max_length: int = 20, num_beams: int = 1, length_penalty: float = 1.0,
+                  max_input_length: int = 512, pad_to_multiple: int = 16) -> List[str]:
+  """Texts in, texts out: each input encoded with `vocab` (a seqio Vocabulary: the run's
+  SentencePiece model, or an imported checkpoint's spiece.model) followed by EOS, as T5's
+  inputs end; the batch right-padded to a multiple of pad_to_multiple tokens (fewer shapes
+  to compile); `generate` (greedy, or the best of num_beams beams); each output decoded up
+  to its first EOS. An input longer than max_input_length tokens is a ValueError naming it."""
+  cfg = model.config
+  if isinstance(texts, str):
+    raise TypeError("generate_text: texts must be a sequence of strings, not one string")
+  if not texts:
+    return []
+  ids = [list(vocab.encode(t)) + [cfg.eos_token_id] for t in texts]
+  for i, row in enumerate(ids):
+    if len(row) > max_input_length:
+      raise ValueError(f"generate_text: texts[{i}] is {len(row)} tokens with EOS, more than "
+                       f"max_input_length={max_input_length}")
+  length = -(-max(len(r) for r in ids) // pad_to_multiple) * pad_to_multiple
+  input_ids = np.full((len(ids), length), cfg.pad_token_id, np.int32)
+  mask = np.zeros((len(ids), length), np.int32)
+  for i, row in enumerate(ids):
+    input_ids[i, :len(row)] = row
+    mask[i, :len(row)] = 1
+  tokens = generate(model, params, jnp.asarray(input_ids), jnp.asarray(mask), max_length,
+                    num_beams, jnp.float32(length_penalty))
+  return decode_texts(vocab, np.asarray(tokens), cfg.eos_token_id, cfg.pad_token_id)
