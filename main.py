@@ -5,6 +5,8 @@ r"""Pretrain a model: `python main.py` runs BERT tiny on the built-in corpus (~3
       --config.train.batch_size=8 --config.train.num_steps=100    # any config key can be overridden
   python main.py --config=configs/bert.py:base --config_help       # every key: value and comment
   python main.py --distributed                      # multi-host: jax.distributed.initialize()
+  python main.py --distributed --coordinator_address=localhost:12345 --num_processes=2 \
+      --process_id=0                                # one of two processes (not a managed cluster)
   python main.py --config=configs/bert.py:large --dry_run --devices=256 --peak_flops=275e12
       # plan only: parameters, FLOPs and per-device memory of the compiled train step on a
       # 256-device mesh (simulated on CPU), step time at 275 TFLOP/s per device
@@ -78,7 +80,20 @@ _CONFIG_HELP = flags.DEFINE_bool(
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", os.environ.get("PLM_JAX_DISTRIBUTED", "") == "1",
     "Call jax.distributed.initialize() first (multi-host TPU/GPU; "
-    "also enabled by PLM_JAX_DISTRIBUTED=1).")
+    "also enabled by PLM_JAX_DISTRIBUTED=1). On TPU pods and SLURM/MPI clusters JAX finds "
+    "the coordinator and process ids itself; elsewhere give the three flags below.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "With --distributed: host:port of process 0's coordinator "
+    "(default: $JAX_COORDINATOR_ADDRESS, or the cluster's own).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "With --distributed: the number of processes (hosts).",
+    lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "With --distributed: this process's index in [0, num_processes).",
+    lower_bound=0)
+_HEARTBEAT = flags.DEFINE_integer(
+    "heartbeat_timeout", 100, "With --distributed: seconds without a heartbeat after which a "
+    "process counts as dead and the others stop (JAX's default 100).", lower_bound=1)
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "Plan only: build and compile the train step for the configured mesh "
     "without allocating it or reading data, print parameters, FLOPs per step, per-device "
@@ -118,7 +133,11 @@ def main(argv):
     jax.config.update("jax_num_cpu_devices", _DEVICES.value)
   startup.enable_compilation_cache()
   if _DISTRIBUTED.value:
-    jax.distributed.initialize()
+    _initialize_distributed(jax)
+  else:
+    for flag in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID):
+      if flag.value is not None:
+        _fail(f"--{flag.name} is for --distributed only")
   from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
   try:
     config = _CONFIG.value
@@ -132,6 +151,30 @@ def main(argv):
     trainer.train_and_evaluate(config, workdir)
   except (ValueError, FileNotFoundError, trainer.NonFiniteLossError) as e:
     _fail(str(e))
+  except jax.errors.JaxRuntimeError as e:
+    if jax.process_count() == 1:
+      raise
+    _fail(f"process {jax.process_index()} of {jax.process_count()}: a step shared with the other "
+          f"processes failed; did one of them stop? (see its log): {' '.join(str(e).split())[:300]}")
+
+
+def _initialize_distributed(jax) -> None:
+  """jax.distributed.initialize() with the flags given (the rest auto-detected by JAX).
+
+  On CPU, JAX's cross-process collectives use gloo (jax_cpu_collectives_implementation)."""
+  if (_NUM_PROCESSES.value is None) != (_PROCESS_ID.value is None):
+    _fail("--num_processes and --process_id go together")
+  if _PROCESS_ID.value is not None and _PROCESS_ID.value >= _NUM_PROCESSES.value:
+    _fail(f"--process_id={_PROCESS_ID.value}: must be below --num_processes="
+          f"{_NUM_PROCESSES.value}")
+  try:
+    jax.distributed.initialize(
+        coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+        process_id=_PROCESS_ID.value, heartbeat_timeout_seconds=_HEARTBEAT.value)
+  except (ValueError, RuntimeError) as e:   # no cluster found, coordinator unreachable
+    _fail(f"--distributed: {' '.join(str(e).split())[:400]}")
+  print(f"process {jax.process_index()} of {jax.process_count()}: "
+        f"{jax.local_device_count()} local of {jax.device_count()} devices", flush=True)
 
 
 def _dry_run(config) -> None:

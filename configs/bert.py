@@ -101,6 +101,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   t.best_metric = ""                     # eval metric whose best params go to workdir/best
   t.best_mode = "max"                    # max | min: which direction of best_metric is better
   t.allow_fresh_start = False            # True: start over in a workdir whose checkpoints are all unreadable
+  t.data_shards = 0                      # logical shards of the train stream (0: one per host);
+                                         # fixed, the batches are the same on any host count dividing it
 
   opt = c.optimizer = ml_collections.ConfigDict()
   opt.name = "adamw"                     # adamw | lamb

@@ -243,7 +243,14 @@ def load_export(export_dir: str) -> Tuple[str, Any, Dict]:
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
   ckptr = ocp.StandardCheckpointer()
   try:
-    params = ckptr.restore(params_path)
+    # Onto this process's first device, whatever mesh and hosts wrote it (a multi-host
+    # run's export names devices of other processes, which Orbax cannot restore onto).
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    saved = ckptr.metadata(params_path)
+    saved = getattr(saved, "item_metadata", saved)
+    target = jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved)
+    params = ckptr.restore(params_path, target)
   finally:
     ckptr.close()
   return family, cfg, params

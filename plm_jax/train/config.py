@@ -41,6 +41,9 @@ class TrainConfig:
   # Start from scratch in a workdir that held checkpoints none of which can be restored
   # (they stay in workdir/checkpoints_unreadable); without it such a run stops.
   allow_fresh_start: bool = False
+  # Logical shards of the training stream (plm_jax.train.host_data); 0: one per host. Fixed
+  # (e.g. 2), the global batches are the same on 1 or 2 hosts (a multiple of the host count).
+  data_shards: int = param(0, ge=0)
 
   def check(self, prefix: str) -> None:
     if self.batch_size % self.grad_accum_steps:
@@ -118,6 +121,8 @@ def check_batch_divisibility(cfg: RunConfig, num_devices: Optional[int],
   if t.batch_size % process_count:
     fail("config.train.batch_size", t.batch_size,
          f"must be divisible by the number of hosts {process_count}")
+  from plm_jax.train import host_data  # pylint: disable=import-outside-toplevel
+  host_data.shards_per_host(t.data_shards, t.batch_size, process_count)
   if num_devices is None:
     return
   from plm_jax import sharding  # pylint: disable=import-outside-toplevel

@@ -18,7 +18,7 @@ import numpy as np
 
 from plm_jax import sharding as sharding_lib
 from plm_jax.objectives.base import EXAMPLE_MASK
-from plm_jax.train import step as step_lib
+from plm_jax.train import multihost, step as step_lib
 
 
 def global_batch(local: Dict[str, np.ndarray], spec: Dict[str, jax.ShapeDtypeStruct],
@@ -125,6 +125,7 @@ class Evaluator:
     self.predict_fn = (step_lib.jit_predict_step(self.objective, setup.mesh, param_sh,
                                                  setup.rules)
                        if self.objective.has_predictions else None)
+    self._passes = 0   # evaluate() calls: names the multi-host barrier of each
 
   def batches(self, max_batches: int = 0) -> Iterator[Dict[str, np.ndarray]]:
     """Padded host batches of one pass (at most max_batches when > 0)."""
@@ -144,8 +145,15 @@ class Evaluator:
                ) -> Dict[str, float]:
     """Loss metrics (unless losses=False) and the objective's metrics over its predictions."""
     totals, predictions, examples = None, [], 0
-    for local in self.batches(max_batches):
+    self._passes += 1
+    for i, local in enumerate(self.batches(max_batches)):
       batch = global_batch(local, self.spec, self.sharding)
+      if i == 0:   # several hosts: all compiled before the first collective
+        name = f"{self.split}_{self._passes}"
+        if losses:
+          multihost.compile_together(self.eval_fn, params, batch, name="eval_" + name)
+        if self.predict_fn is not None:
+          multihost.compile_together(self.predict_fn, params, batch, name="predict_" + name)
       if losses:
         m = self.eval_fn(params, batch)
         totals = m if totals is None else jax.tree_util.tree_map(jnp.add, totals, m)

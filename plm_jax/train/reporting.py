@@ -1,7 +1,9 @@
-"""Metrics output: console progress lines and TensorBoard scalars.
+"""Metrics output: console progress lines, metrics.jsonl and TensorBoard scalars.
 
-Only process 0 writes. Values arrive as plain floats (sum / weight already
-divided, see plm_jax.train.step.metrics_to_host).
+Only process 0 writes files and the console. The scalars go through clu's metric
+writers (as the Flax examples write them): process 0's writes workdir/tensorboard
+event files, the others' only log (absl INFO). Values arrive as plain floats
+(sum / weight already divided, see plm_jax.train.step.metrics_to_host).
 """
 from __future__ import annotations
 
@@ -34,16 +36,18 @@ class Reporter:
     self.tokens_per_step = tokens_per_step
     self.is_chief = jax.process_index() == 0
     self._writer = None
-    if tensorboard and self.is_chief:
-      import tensorflow as tf  # pylint: disable=import-outside-toplevel
-      try:
-        import tensorboard  # pylint: disable=import-outside-toplevel,unused-import
-      except ImportError as e:
-        # Without it tf.summary only fails at the first write, after compiling.
-        raise RuntimeError("TensorBoard logging needs the 'tensorboard' package: "
-                           "pip install -r requirements.txt") from e
-      self._tf = tf
-      self._writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    if tensorboard:
+      if self.is_chief:
+        try:
+          import tensorboard  # pylint: disable=import-outside-toplevel,unused-import
+        except ImportError as e:
+          # Without it tf.summary only fails at the first write, after compiling.
+          raise RuntimeError("TensorBoard logging needs the 'tensorboard' package: "
+                             "pip install -r requirements.txt") from e
+      from clu import metric_writers  # pylint: disable=import-outside-toplevel
+      self._writer = metric_writers.create_default_writer(
+          os.path.join(workdir, "tensorboard"), just_logging=not self.is_chief,
+          asynchronous=False)
     self._history = (open(os.path.join(workdir, HISTORY_FILE), "a", encoding="utf-8")
                      if self.is_chief else None)
     self._last_time: Optional[float] = None
@@ -88,9 +92,7 @@ class Reporter:
       self._history.flush()
     if self._writer is None:
       return
-    with self._writer.as_default():
-      for k, v in values.items():
-        self._tf.summary.scalar(f"{prefix}/{k}", v, step=step)
+    self._writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in values.items()})
     self._writer.flush()
 
   def close(self) -> None:

@@ -30,6 +30,7 @@ from plm_jax import sharding as sharding_lib
 from plm_jax.objectives.base import Objective
 from plm_jax.train import best as best_lib
 from plm_jax.train import checkpointing, evaluation, optimizers, reporting, step as step_lib
+from plm_jax.train import host_data, multihost
 from plm_jax.train.config import RunConfig, validate_config
 from plm_jax.train.train_state import TrainState
 
@@ -239,8 +240,7 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
   batch_sh = sharding_lib.batch_sharding(mesh)
 
   def datasets():
-    train = objective.get_dataset("train", per_host, seed, jax.process_index(),
-                                  jax.process_count())
+    train = host_data.train_dataset(objective, t.batch_size, seed, t.data_shards)
     return train, (evaluation.Evaluator(setup, per_host, spec) if t.eval_every >= 0 else None)
 
   # A new workdir: the data is read and checked before any file or directory is created.
@@ -321,7 +321,10 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
                                variable_length=objective.variable_length_features)
         compile_start = time.perf_counter()
       evaluation.check_ranges(local, ranges, "train", step + 1)
-      state, metrics = train_fn(state, evaluation.global_batch(local, spec, batch_sh), base_rng)
+      batch = evaluation.global_batch(local, spec, batch_sh)
+      if step == start:   # several hosts: all compiled before the first collective
+        multihost.compile_together(train_fn, state, batch, base_rng, name=f"train_{start}")
+      state, metrics = train_fn(state, batch, base_rng)
       batches_consumed += 1
       window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
       done = step + 1
