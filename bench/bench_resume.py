@@ -13,7 +13,8 @@ process (harness.pin: --threads cores, one device), as `main.py` would: train_an
 num_steps = step + 1.
 
 Timed, per resume: from the call into the trainer (workdir open) to the first train batch in
-hand: checkpoint read and verified, pipeline built, iterator restored or replayed. The first
+hand: checkpoint read and verified, pipeline built, iterator restored or replayed (and, apart,
+the trainer's own figure for that last part: "restored ... in" / "replayed ... in"). The first
 step's compile + run (the trainer's "train step compiled in" figure) is measured too and
 reported apart; it is the same for every resume.
 """
@@ -100,7 +101,12 @@ def worker(workdir: str, step: int) -> dict:
   assert first and "train step compiled in " in first[0][1], stamped.lines
   compile_s = float(first[0][1].split("train step compiled in ")[1].split()[0])
   replayed = any(l.startswith("WARNING: resume replays") for _, l in stamped.lines)
+  # The trainer's own figure for restoring / replaying the data position (data_state.resume).
+  position = [l for _, l in stamped.lines
+              if l.startswith(("restored the train data iterator", "replayed "))]
+  assert len(position) == 1, stamped.lines
   return {"resume_s": first[0][0] - start - compile_s, "compile_s": compile_s,
+          "position_s": float(position[0].rsplit(" in ", 1)[1].split()[0]),
           "replayed": replayed}
 
 
@@ -149,7 +155,8 @@ def main(argv=None) -> int:
              else "replay (no iterator state)")
     print(f"{label:28s}: step {early}: {a['resume_s']:6.1f} s   step {late}: "
           f"{b['resume_s']:6.1f} s   ratio {b['resume_s'] / a['resume_s']:5.2f}   "
-          f"(first step compile+run {a['compile_s']:.1f} / {b['compile_s']:.1f} s)")
+          f"(of which the data position {a['position_s']:.1f} / {b['position_s']:.1f} s; "
+          f"first step compile+run {a['compile_s']:.1f} / {b['compile_s']:.1f} s)")
   gain = results[("replay", late)]["resume_s"] / results[("restore", late)]["resume_s"]
   print(f"at step {late}: restoring is {gain:.1f}x as fast as replaying")
   return 0

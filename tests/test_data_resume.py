@@ -48,27 +48,33 @@ class _ReplaySpy:
     monkeypatch.setattr(data_state.TrainIterator, "replay", replay)
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory):
-  """4 steps in one run, checkpoints at 2 and 4 (the reference)."""
-  workdir = str(tmp_path_factory.mktemp("straight"))
-  _run(workdir, num_steps=4, checkpoint_every=2)
-  return workdir
-
-
-def test_resume_restores_the_iterator_and_replays_nothing(straight, tmp_path, monkeypatch,
-                                                          capsys):
-  workdir = str(tmp_path / "w")
+def test_resume_restores_the_iterator_and_an_old_checkpoint_replays(tmp_path, monkeypatch,
+                                                                    capsys):
+  """A workdir resumed with its iterator state (no replay at all) and a copy of it without
+  that state (a checkpoint of an older plm_jax: replayed, with the warning) end bit-identical.
+  (That resuming is exact against an uninterrupted run: test_train_checkpointing.py.)"""
+  workdir, old = str(tmp_path / "w"), str(tmp_path / "old")
   _run(workdir, num_steps=2, checkpoint_every=2)
   item = os.path.join(workdir, "checkpoints", "2", data_state.ITEM)
   assert {"process_0_of_1", "process_0_of_1.json"} <= set(os.listdir(item))
+  shutil.copytree(workdir, old)
+  shutil.rmtree(os.path.join(old, "checkpoints", "2", data_state.ITEM))
+
   spy = _ReplaySpy(monkeypatch)
   capsys.readouterr()
   _run(workdir, num_steps=4, checkpoint_every=2)
   out = capsys.readouterr().out
   assert "restored the train data iterator at batch 2 (process_0_of_1)" in out, out
   assert "replay" not in out and spy.batches == [], out
-  _assert_same_state(_saved_state(workdir, 4), _saved_state(straight, 4))
+
+  _run(old, num_steps=4, checkpoint_every=2)
+  out = capsys.readouterr().out
+  assert ("WARNING: resume replays 2 batches of the train data (time grows with the step): "
+          "the checkpoint holds no iterator state (written by an older plm_jax)") in out, out
+  assert spy.batches == [2]
+  _assert_same_state(_saved_state(old, 4), _saved_state(workdir, 4))
+  # The replayed run saved its iterator: its next resume restores it.
+  assert os.path.isdir(os.path.join(old, "checkpoints", "4", data_state.ITEM))
 
 
 def test_restored_iterator_yields_the_next_batches(tmp_path):
@@ -128,24 +134,6 @@ def test_from_generator_source_falls_back_to_replay_with_one_warning(tmp_path, c
   assert "stateful" in warnings[0], warnings
   for a, b in zip(expected, [next(fresh) for _ in range(2)]):
     assert all(np.array_equal(a[k], b[k]) for k in a)
-
-
-def test_old_format_checkpoint_resumes_by_replay(straight, tmp_path, monkeypatch, capsys):
-  """A checkpoint written before iterator state existed (no data_iterator item)."""
-  workdir = str(tmp_path / "w")
-  shutil.copytree(straight, workdir)
-  shutil.rmtree(os.path.join(workdir, "checkpoints", "4"))
-  shutil.rmtree(os.path.join(workdir, "checkpoints", "2", data_state.ITEM))
-  spy = _ReplaySpy(monkeypatch)
-  capsys.readouterr()
-  _run(workdir, num_steps=4, checkpoint_every=2)
-  out = capsys.readouterr().out
-  assert ("WARNING: resume replays 2 batches of the train data (time grows with the step): "
-          "the checkpoint holds no iterator state (written by an older plm_jax)") in out, out
-  assert spy.batches == [2]
-  _assert_same_state(_saved_state(workdir, 4), _saved_state(straight, 4))
-  # The replayed run saved its iterator: the next resume restores it.
-  assert os.path.isdir(os.path.join(workdir, "checkpoints", "4", data_state.ITEM))
 
 
 def _tiny_iterator():
