@@ -4,8 +4,8 @@ config -> (trainer sections, objective) -> mesh + sharded state -> (a new workdi
 the data read and checked before anything is created) -> restore the latest
 checkpoint, or init (fresh, or from the objective's initial params); a checkpoint
 at num_steps: "nothing to do" -> train iterator (its saved state restored, or the
-consumed batches replayed: plm_jax.train.data_state) -> jitted steps (a line after the first, with its compile time) ->
-progress / TensorBoard every log_every, eval every eval_every, checkpoint every
+consumed batches replayed: plm_jax.train.data_state) -> jitted steps (a line after
+the first, with its compile time) -> progress / TensorBoard every log_every, eval every eval_every, checkpoint every
 checkpoint_every and at the end -> params-only export(s) with the tokenizer files.
 
 Everything objective-specific goes through plm_jax.objectives.base.Objective;
