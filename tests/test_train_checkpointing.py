@@ -88,11 +88,15 @@ def test_changed_optimizer_structure_is_a_config_error_not_corruption(tmp_path):
   assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]  # nothing moved
 
 
-def test_resume_continues_the_data_stream(tmp_path):
-  """3 + 3 steps with a restart == 6 steps straight (fake objective, bit-exact)."""
+def test_resume_continues_the_data_stream(tmp_path, capsys):
+  """3 + 3 steps with a restart == 6 steps straight (fake objective, bit-exact), the data
+  position restored from the checkpointed iterator (plm_jax.train.data_state), not replayed."""
   a, b = str(tmp_path / "a"), str(tmp_path / "b")
   _run(a, num_steps=3, checkpoint_every=3)
+  capsys.readouterr()
   _run(a, num_steps=6, checkpoint_every=3)
+  out = capsys.readouterr().out
+  assert "restored the train data iterator at batch 3" in out and "replay" not in out, out
   _run(b, num_steps=6, checkpoint_every=3)
   assert glob.glob(os.path.join(a, "tensorboard", "events.out.tfevents.*"))
   assert os.path.isdir(os.path.join(a, "export", "params"))

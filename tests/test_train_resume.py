@@ -1,5 +1,6 @@
 """Exact resume: a run killed (SIGKILL) after a checkpoint and restarted ends with
-bit-identical parameters to an uninterrupted run."""
+bit-identical parameters to an uninterrupted run, its data position restored from the
+checkpointed iterator (no replay). Every registered objective: tests/test_resume_matrix.py."""
 import os
 import re
 import signal
@@ -32,6 +33,10 @@ def test_kill_and_resume_is_bit_exact(tmp_path):
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   match = re.search(r"resumed from step (\d+)", resumed.stdout)
   assert match and int(match.group(1)) >= steps_at_kill[-1], resumed.stdout[-2000:]
+  # The data position came from the checkpointed iterator, not from replaying the stream.
+  assert f"restored the train data iterator at batch {match.group(1)} (process_0_of_1)" \
+      in resumed.stdout, resumed.stdout[-2000:]
+  assert "replay" not in resumed.stdout, resumed.stdout[-2000:]
 
   straight = str(tmp_path / "straight")
   full = main_runner.run(straight, *STEPS)

@@ -151,3 +151,15 @@ def bert_batches(num: int, batch_size: int = 8, length: int = 32, preds: int = 5
         "next_sentence_label": rs.randint(0, 2, size=batch_size).astype(np.int32),
     })
   return out
+
+
+@base.register("fake_generator_lm")
+class FakeGeneratorObjective(FakeObjective):
+  """FakeObjective's batches, read through tf.data.Dataset.from_generator: a source whose
+  iterator tf.data cannot checkpoint (its position lives in a Python generator)."""
+
+  def get_dataset(self, split, batch_size, seed, shard_index=0, num_shards=1, num_epochs=None):
+    ds = super().get_dataset(split, batch_size, seed, shard_index, num_shards, num_epochs)
+    batches = list(ds.take(32).as_numpy_iterator())
+    return tf.data.Dataset.from_generator(lambda: iter(batches),
+                                          output_signature=ds.element_spec)

@@ -1,10 +1,15 @@
-"""Orbax checkpoints of the train state plus the data-iterator position.
+"""Orbax checkpoints of the train state plus the data iterator's state.
 
-Layout: `workdir/checkpoints/<step>/{state,data,integrity}`:
-  state      the TrainState (StandardSave; restored straight into its sharded layout)
-  data       JSON {'batches_consumed': int, 'seed': int}: the train iterator resumes
-             by skipping `batches_consumed` host-local batches of the same stream.
-  integrity  JSON digests of every array and of `data` (plm_jax.train.integrity)
+Layout: `workdir/checkpoints/<step>/{state,data,integrity,data_iterator}`:
+  state          the TrainState (StandardSave; restored straight into its sharded layout)
+  data           JSON {'batches_consumed': int, 'seed': int}: the iterator's position as a
+                 count of host-local batches of the same stream
+  integrity      JSON digests of every array and of `data` (plm_jax.train.integrity)
+  data_iterator  each process's tf.data iterator state, with its own CRC-32 digests
+                 (plm_jax.train.data_state): resume restores it, in a time that does not
+                 grow with the step; without it (older checkpoints, a pipeline that cannot
+                 be checkpointed, such as a from_generator source) the trainer replays
+                 `batches_consumed` batches, after a WARNING line
 plus `workdir/checkpoint_history.txt`, written with the first checkpoint: this
 workdir has held checkpoints.
 
@@ -12,7 +17,8 @@ Resume rules:
   * the latest step is restored automatically;
   * before restoring, every parameter's saved shape is compared with the
     config's (one-line ValueError naming the parameter and both shapes);
-  * every restored array is checked against its digest;
+  * every restored array is checked against its digest, and this process's iterator
+    state against its manifest (whose position must be the step's);
   * a corrupt step (digest mismatch, damaged metadata, undecodable data) is
     moved to `workdir/checkpoints_unreadable/` with a WARNING naming the
     failure, and the previous one is tried;
@@ -22,7 +28,9 @@ Resume rules:
     checkpoints_unreadable/) never starts fresh when none can be restored: every
     run stops with the same one-line error until the user repairs the workdir
     or sets config.train.allow_fresh_start=True.
-Saves are atomic (Orbax writes a temporary directory and renames it).
+Saves are atomic (Orbax writes a temporary directory and renames it): the iterator
+state is an item of the same save, so a step never holds a train state without the
+iterator state it was saved with.
 """
 from __future__ import annotations
 
@@ -35,7 +43,7 @@ from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
-from plm_jax.train import integrity
+from plm_jax.train import data_state, integrity
 
 CHECKPOINT_DIR = "checkpoints"
 UNREADABLE_DIR = "checkpoints_unreadable"
@@ -136,18 +144,26 @@ class Checkpointer:
         self.directory, options=options,
         item_handlers={"state": ocp.StandardCheckpointHandler(),
                        "data": ocp.JsonCheckpointHandler(),
-                       "integrity": ocp.JsonCheckpointHandler()})
+                       "integrity": ocp.JsonCheckpointHandler(),
+                       data_state.ITEM: data_state.IteratorHandler()})
+    # This process's iterator state in the step restore_latest returned (data_state.find).
+    self.restored_iterator: Optional[data_state.Saved] = None
 
   def steps(self):
     return sorted(self.manager.all_steps())
 
-  def save(self, step: int, state: Any, data_position: Dict[str, Any]) -> None:
+  def save(self, step: int, state: Any, data_position: Dict[str, Any],
+           iterator: Optional[data_state.TrainIterator] = None) -> None:
+    """One step; `iterator` (at data_position's batches_consumed) is saved with it."""
     record = integrity.make_record(state, data_position)
     self._write_history(step)
-    self.manager.save(int(step), args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=ocp.args.JsonSave(dict(data_position)),
-        integrity=ocp.args.JsonSave(record)))
+    items = dict(state=ocp.args.StandardSave(state),
+                 data=ocp.args.JsonSave(dict(data_position)),
+                 integrity=ocp.args.JsonSave(record))
+    if iterator is not None:
+      items[data_state.ITEM] = data_state.IteratorSave(
+          iterator, int(data_position["batches_consumed"]))
+    self.manager.save(int(step), args=ocp.args.Composite(**items))
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
@@ -201,6 +217,7 @@ class Checkpointer:
       raise integrity.CorruptCheckpoint(f"{where}: the data-iterator position is damaged")
     if record is not None:
       integrity.check_values(record, restored["state"], data, where)
+    self.restored_iterator = data_state.find_everywhere(where, data["batches_consumed"])
     return restored["state"], dict(data)
 
   def restore_latest(self, abstract_state: Any) -> Optional[Tuple[int, Any, Dict[str, Any]]]:

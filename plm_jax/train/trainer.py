@@ -3,9 +3,9 @@
 config -> (trainer sections, objective) -> mesh + sharded state -> (a new workdir:
 the data read and checked before anything is created) -> restore the latest
 checkpoint, or init (fresh, or from the objective's initial params); a checkpoint
-at num_steps: "nothing to do" -> train iterator (skipping the batches already
-consumed) -> jitted steps (a line after the first, with its compile time) ->
-progress / TensorBoard every log_every, eval every eval_every, checkpoint every
+at num_steps: "nothing to do" -> train iterator (its saved state restored, or the
+consumed batches replayed: plm_jax.train.data_state) -> jitted steps (a line after
+the first, with its compile time) -> progress / TensorBoard every log_every, eval every eval_every, checkpoint every
 checkpoint_every and at the end -> params-only export(s) with the tokenizer files.
 
 Everything objective-specific goes through plm_jax.objectives.base.Objective;
@@ -29,8 +29,8 @@ import numpy as np
 from plm_jax import sharding as sharding_lib
 from plm_jax.objectives.base import Objective
 from plm_jax.train import best as best_lib
-from plm_jax.train import checkpointing, evaluation, optimizers, reporting, step as step_lib
-from plm_jax.train import host_data, multihost
+from plm_jax.train import checkpointing, data_state, evaluation, host_data, multihost
+from plm_jax.train import optimizers, reporting, step as step_lib
 from plm_jax.train.config import RunConfig, validate_config
 from plm_jax.train.train_state import TrainState
 
@@ -264,7 +264,7 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
       batches_consumed = int(data["batches_consumed"])
       if ckpt_step < t.num_steps:
         print(f"resumed from step {ckpt_step} in {ckpt.directory} "
-              f"(skipping {batches_consumed} consumed batches)", flush=True)
+              f"({batches_consumed} batches consumed)", flush=True)
     start = int(jax.device_get(state.step))
     if start < t.num_steps and data_sets is None:
       data_sets = datasets()
@@ -276,9 +276,9 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
     return _finished(workdir, start, t, state, objective)
 
   train_ds, evaluator = data_sets
-  if batches_consumed:
-    train_ds = train_ds.skip(batches_consumed)
-  train_it = evaluation.host_iterator(train_ds, "train")
+  train_it = data_state.TrainIterator(train_ds, "train")
+  if restored is not None:
+    data_state.resume(train_it, ckpt.restored_iterator, batches_consumed)
   best = best_lib.BestTracker(workdir, t.best_metric, t.best_mode)
 
   train_fn = jit_train_fn(setup)
@@ -308,7 +308,7 @@ def _run(setup: ShardedSetup, workdir: str) -> Dict[str, float]:
     if not bool(jax.device_get(finite_fn((state.params, state.carry)))):
       raise NonFiniteLossError(f"step {step}: parameters are NaN/Inf; not saving (the last good "
                                f"checkpoint in {ckpt.directory} is kept)")
-    ckpt.save(step, state, {"batches_consumed": batches_consumed, "seed": seed})
+    ckpt.save(step, state, {"batches_consumed": batches_consumed, "seed": seed}, train_it)
 
   window, train_metrics, eval_metrics, evaluated = None, {}, {}, []
   last_saved = start if restored is not None else None
