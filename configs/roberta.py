@@ -3,7 +3,8 @@
 Run:
   python main.py --config=configs/roberta.py:tiny --workdir=/tmp/roberta_tiny
 
-Sizes: tiny (builtin corpus and vocabulary, a few minutes on CPU), base and
+Sizes: tiny (builtin corpus and vocabulary, a few minutes on CPU); small (configs/bert.py's
+small: H 256, 4 layers; used by configs/roberta_books_wiki.py); base and
 large as in Liu et al. 2019 (Table 9: 8K sequences of 512 tokens, Adam
 beta2 0.98, eps 1e-6, weight decay 0.01, peak lr 6e-4 / 4e-4, warmup 24K / 30K,
 500K steps) with the byte-level BPE of plm_jax.data.bpe: give its vocab.json
@@ -16,6 +17,7 @@ from plm_jax.objectives.roberta_pretrain import RobertaMlm
 
 SIZES = {
     "tiny": dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256),
+    "small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),  # BERT's small
     "base": dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072),
     "large": dict(hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=4096),
 }
