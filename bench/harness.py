@@ -236,12 +236,10 @@ def family_batch(family: Family, rng, batch, seq, preds):
   return out
 
 
-def jax_setup(family: Family, size, batch, seq, preds, *, vocab_size, dtype="float32",
-              devices=None, dropout=True, fused_ops=None):
-  """trainer.build_setup for the family's `size` config fed synthetic batches of this shape
-  (fused_ops: None keeps the config's model.fused_ops, True/False sets it)."""
-  import jax  # pylint: disable=import-outside-toplevel
-  from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
+def bench_objective(family: Family, size, batch, seq, preds, *, vocab_size, dtype="float32",
+                    dropout=True, fused_ops=None):
+  """The family's `size` config set up for synthetic batches of this shape, and its
+  objective (fused_ops: None keeps the config's model.fused_ops, True/False sets it)."""
   config = family.config(size)
   if family.configure is not None:
     family.configure(config, seq, preds)
@@ -264,7 +262,20 @@ def jax_setup(family: Family, size, batch, seq, preds, *, vocab_size, dtype="flo
     for key in ("hidden_dropout_rate", "attention_dropout_rate", "dropout_rate", "dropout"):
       if key in model:
         model[key] = 0.0
-  objective = family.objective(config, vocab_size)   # synthetic batches: only the size matters
+  if "data" in config and "vocab" in config.data:
+    # Synthetic ids below vocab_size: no vocabulary file is read, but a base/large config's
+    # BPE / SentencePiece type would insist on one.
+    config.data.vocab.update(type="builtin", path="")
+  return config, family.objective(config, vocab_size)   # only the vocabulary's size matters
+
+
+def jax_setup(family: Family, size, batch, seq, preds, *, vocab_size, dtype="float32",
+              devices=None, dropout=True, fused_ops=None):
+  """trainer.build_setup for bench_objective's config and objective."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
+  config, objective = bench_objective(family, size, batch, seq, preds, vocab_size=vocab_size,
+                                      dtype=dtype, dropout=dropout, fused_ops=fused_ops)
   return trainer.build_setup(config, devices=devices or jax.devices()[:1], objective=objective)
 
 
