@@ -56,3 +56,20 @@ def committed_steps(workdir):
     return []
   return sorted(int(n) for n in os.listdir(d)
                 if n.isdigit() and os.path.exists(os.path.join(d, n, "_CHECKPOINT_METADATA")))
+
+
+def configs_by_objective():
+  """objective -> (the configs/<file>.py argument, its config): each configs/*.py at its
+  'tiny' argument where it has one (else its default), the first file per objective."""
+  import importlib  # pylint: disable=import-outside-toplevel
+  out = {}
+  names = sorted(f[:-3] for f in os.listdir(os.path.join(REPO, "configs"))
+                 if f.endswith(".py") and f not in ("__init__.py", "matrix.py"))
+  for name in names:
+    module = importlib.import_module(f"configs.{name}")
+    try:
+      config, arg = module.get_config("tiny"), ":tiny"
+    except ValueError:
+      config, arg = module.get_config(), ""
+    out.setdefault(config.objective, (f"configs/{name}.py{arg}", config))
+  return out

@@ -86,23 +86,6 @@ def test_main_dry_run_prints_the_plan_and_touches_nothing(tmp_path):
   assert not os.path.exists(workdir)
 
 
-def _configs_by_objective():
-  """objective -> a small config of it: each configs/*.py at its 'tiny' argument (or its
-  default), the first file per objective."""
-  import importlib
-  out = {}
-  names = sorted(f[:-3] for f in os.listdir(os.path.join(main_runner.REPO, "configs"))
-                 if f.endswith(".py") and f not in ("__init__.py", "matrix.py"))
-  for name in names:
-    module = importlib.import_module(f"configs.{name}")
-    try:
-      config = module.get_config("tiny")
-    except ValueError:
-      config = module.get_config()
-    out.setdefault(config.objective, config)
-  return out
-
-
 @pytest.mark.slow
 def test_dry_run_compiles_every_registered_objective():
   """Every registered objective's small config plans on a (2, 2, 1) mesh (slow: one compile
@@ -110,7 +93,7 @@ def test_dry_run_compiles_every_registered_objective():
   from plm_jax.data import paths
   from plm_jax.objectives.base import registered
   from plm_jax.train import dry_run
-  configs = _configs_by_objective()
+  configs = {k: c for k, (_, c) in main_runner.configs_by_objective().items()}
   missing = sorted(set(registered()) - set(configs))
   assert not missing, f"objectives without a configs/*.py file: {missing}"
   for name, config in sorted(configs.items()):

@@ -7,7 +7,6 @@ one, resumed to the end. The resumed runs' per-step losses (the next batches) an
 checkpoint's train state (params and optimizer state) equal the straight run's bit for bit; each
 resume restored the data iterator, or, for a source tf.data cannot checkpoint, replayed it after
 the one WARNING line."""
-import importlib
 import os
 import re
 import signal
@@ -24,22 +23,6 @@ from plm_jax.objectives.base import registered
 STEPS, EVERY, LATE = 30, 5, 15
 # Sources whose train iterator tf.data cannot checkpoint (tf.data.Dataset.from_generator).
 REPLAYS = {"glue", "squad"}   # plm_jax/finetune/common.py bucketed_dataset
-
-
-def _config_files():
-  """objective -> (configs/<file>.py argument), the first file per objective, at 'tiny' when
-  the file has that size."""
-  out = {}
-  names = sorted(f[:-3] for f in os.listdir(os.path.join(main_runner.REPO, "configs"))
-                 if f.endswith(".py") and f not in ("__init__.py", "matrix.py"))
-  for name in names:
-    module = importlib.import_module(f"configs.{name}")
-    try:
-      config, arg = module.get_config("tiny"), ":tiny"
-    except ValueError:
-      config, arg = module.get_config(), ""
-    out.setdefault(config.objective, (f"configs/{name}.py{arg}", config))
-  return out
 
 
 _SHRINK = {"model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
@@ -86,7 +69,7 @@ def _state(workdir):
 @pytest.mark.parametrize("objective", registered())
 def test_kill_and_resume_is_bit_exact(objective, tmp_path):
   import jax  # pylint: disable=import-outside-toplevel
-  configs = _config_files()
+  configs = main_runner.configs_by_objective()
   assert objective in configs, f"no configs/*.py file for objective {objective}"
   path, config = configs[objective]
   args = [f"--config={path}"] + _overrides(config)
