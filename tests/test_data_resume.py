@@ -184,3 +184,19 @@ def test_damaged_iterator_state_is_corruption_and_falls_back(tmp_path, caplog, d
   it = _tiny_iterator()
   assert data_state.resume(it, ckpt.restored_iterator, 1) == "restored"
   assert next(it).tolist() == [4, 5, 6, 7]
+
+
+def test_staging_left_by_a_killed_process_is_removed(tmp_path):
+  """A process killed between serializing its iterator and committing it leaves
+  plm_jax_iterator_<pid>_* behind; only the directories of dead processes are removed."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  dead_pid = subprocess.Popen(["true"])     # a pid that has exited (and been reaped)
+  dead_pid.wait()
+  dead = tmp_path / f"plm_jax_iterator_{dead_pid.pid}_abc"
+  live = tmp_path / f"plm_jax_iterator_{os.getpid()}_def"
+  other = tmp_path / "plm_jax_iterator_notapid"
+  for d in (dead, live, other):
+    d.mkdir()
+    (d / "iterator.index").write_bytes(b"x")
+  assert data_state.remove_stale_staging(str(tmp_path)) == 1
+  assert not dead.exists() and live.exists() and other.exists()

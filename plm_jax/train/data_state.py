@@ -16,8 +16,10 @@ train state, so it is written into the step's temporary directory and committed 
 finalize (rename, after Orbax's barrier across processes): a crash mid-save leaves no step, and
 a step's iterator is always the one of its train state (the manifest's batches_consumed must
 equal the step's `data` record, or the step is corrupt). The handler serializes the iterator
-synchronously: Orbax runs a non-async handler's save to completion before `save()` returns,
-so the loop cannot advance the iterator while it is written.
+while `save()` runs (so the loop cannot advance it meanwhile), into a local staging directory
+`plm_jax_iterator_<pid>_*` under the system temp dir, and copies it into the step once Orbax
+has created the step's directory. A process killed in between leaves its staging directory
+behind; the next TrainIterator removes those of processes that no longer exist.
 
 On restore, the manifest's CRC-32 of every file is checked (a mismatch is a CorruptCheckpoint,
 handled like any corrupt step: moved away, the previous step tried). Without iterator state
@@ -80,6 +82,34 @@ def _file_crc(path: str) -> str:
       crc = zlib.crc32(chunk, crc)
 
 
+_STAGING_PREFIX = "plm_jax_iterator_"
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True          # someone else's live process
+  return True
+
+
+def remove_stale_staging(root: Optional[str] = None) -> int:
+  """Removes the staging directories of processes that no longer exist (a kill between
+  serializing an iterator and committing it); returns how many."""
+  root = root or tempfile.gettempdir()
+  removed = 0
+  for name in os.listdir(root):
+    if not name.startswith(_STAGING_PREFIX):
+      continue
+    pid = name[len(_STAGING_PREFIX):].split("_", 1)[0]
+    if pid.isdigit() and not _pid_alive(int(pid)):
+      shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+      removed += 1
+  return removed
+
+
 class TrainIterator:
   """Host-local numpy batches of a tf.data pipeline, whose position can be saved/restored."""
 
@@ -88,6 +118,7 @@ class TrainIterator:
     self.dataset = dataset.with_options(_options())
     self._it = iter(self.dataset)
     self._warned = False
+    remove_stale_staging()
 
   def __iter__(self):
     return self
@@ -114,7 +145,7 @@ class TrainIterator:
   def stage(self, batches_consumed: int) -> "_Staged":
     """Serializes the iterator now, into a local temporary directory (the step's directory
     may not exist yet: Orbax creates it asynchronously); `_Staged.commit` moves it there."""
-    staging = tempfile.mkdtemp(prefix="plm_jax_iterator_")
+    staging = tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}_")
     try:
       tf.train.Checkpoint(ds=self._it).write(os.path.join(staging, _PREFIX))
     except (tf.errors.FailedPreconditionError, tf.errors.UnimplementedError) as e:
