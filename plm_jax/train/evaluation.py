@@ -148,7 +148,9 @@ class Evaluator:
     self._passes += 1
     for i, local in enumerate(self.batches(max_batches)):
       batch = global_batch(local, self.spec, self.sharding)
-      if i == 0:   # several hosts: all compiled before the first collective
+      if i == 0 and self._passes == 1:   # several hosts: all compiled before the first
+        # collective; later passes reuse jit's compiled functions (lower().compile() would
+        # compile again every pass)
         name = f"{self.split}_{self._passes}"
         if losses:
           multihost.compile_together(self.eval_fn, params, batch, name="eval_" + name)
