@@ -58,6 +58,7 @@ def test_frozen_bilm_gets_zero_gradient_mix_and_task_do_not():
   assert {labels[k] for k in bilm} == {"frozen"} and {labels[k] for k in rest} == {"train"}
 
 
+@pytest.mark.slow   # ~47 s; the frozen case (zero biLM gradient, mix and task trained) stays
 def test_fine_tuned_bilm_gets_gradient():
   cfg, params, grads = _grads(fine_tune=True)
   for name in ("encoder/bilm/forward_0/kernel", "encoder/bilm/backward_1/kernel",

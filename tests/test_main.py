@@ -40,6 +40,8 @@ def test_empty_corpus_file_is_one_line_error(tmp_path):
   _assert_one_line_error(result)
 
 
+@pytest.mark.slow   # ~75 s (two main.py runs); the check itself: test_train_checkpointing's
+#                     test_shape_check_names_param_and_both_shapes
 def test_checkpoint_of_another_shape_is_one_line_error(tmp_path):
   workdir = str(tmp_path / "w")
   first = main_runner.run(workdir, "--config.train.num_steps=2",

@@ -108,6 +108,7 @@ def test_overrides_refuse_scan_and_drop_memory_and_bi_data():
     bb.apply_overrides(XLNetConfig(), dict(o, scan_layers=True))
 
 
+@pytest.mark.slow   # ~55 s end to end on real WNLI rows; the head's parity and padding tests stay
 @pytest.mark.skipif(not os.path.isdir(GLUE_DIR), reason=f"{GLUE_DIR} is absent")
 def test_tiny_xlnet_fine_tunes_on_wnli_left_padded(tmp_path):
   """A fresh tiny XLNet on the real WNLI rows: the batches end with <cls> (segment 2) and pad
