@@ -1,11 +1,13 @@
 """ERNIE knowledge masking, unit sources and the ERNIE-format reader."""
 import gzip
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from plm_jax.data import builtin, ernie_format, ernie_masking, ernie_pretrain, ernie_units
+from plm_jax.data import paths
 from plm_jax.data import vocab as vocab_lib
 
 L = 48
@@ -250,3 +252,57 @@ def test_learnt_phrases_by_pmi():
   assert phrases and all(p.count(" ") <= 1 for p in phrases)
   assert phrases[0] == "红楼 梦"                                 # the highest PMI
   assert "我 的" not in phrases and "他 的" not in phrases        # seen once: under min_count
+
+
+def _reference_segment(phrases, entities, text):
+  """The unit matching written plainly: entities longest first at each character, then
+  phrases as the longest run of up to 2 * PHRASE_MAX_WORDS - 1 words whose text is one."""
+  words, phrase, entity, pos, i, spans = [], [], [], 0, 0, []
+  lengths = sorted({len(e) for e in entities}, reverse=True)
+  while i < len(text):
+    n = next((n for n in lengths if text[i:i + n] in entities and i + n <= len(text)), 0)
+    if n:
+      spans.append((i, i + n))
+    i += max(n, 1)
+  for start, end in spans + [(len(text), len(text))]:
+    run = ernie_units.cut(text[pos:start]) if start > pos else []
+    labels = [(-1 if w.isspace() else 0) for w in run]
+    k = 0
+    while k < len(run):
+      hit = [j for j in range(min(len(run), k + 2 * ernie_units.PHRASE_MAX_WORDS - 1), k + 1, -1)
+             if phrases and ernie_units._is_word(run[k]) and ernie_units._is_word(run[j - 1])
+             and "".join(run[k:j]) in phrases]
+      if hit:
+        labels[k + 1:hit[0]] = [1] * (hit[0] - k - 1)
+      k = hit[0] if hit else k + 1
+    words, phrase, entity = words + run, phrase + labels, entity + labels
+    inner = ernie_units.cut(text[start:end]) if end > start else []
+    words += inner
+    phrase += [(-1 if w.isspace() else 0) for w in inner]
+    entity += [0] + [1] * (len(inner) - 1) if inner else []
+    pos = end
+  return words, phrase, entity
+
+
+def test_segmenter_matches_the_plain_matching_on_real_text():
+  """The segmenter's look-up filters (start characters, phrase lengths) change nothing:
+  real ChnSentiCorp reviews, with lexicons learnt from them, against the plain matching."""
+  lines = [line.split("\t", 1)[1] for line in _chnsenticorp_dev(200)]
+  phrases = ernie_units.learn_phrases(lines, min_count=2, min_pmi=1.0)
+  entities = ernie_units.learn_entities(lines, min_count=1) + ["酒店", "房间很"]
+  assert len(phrases) > 20 and len(entities) > 10
+  seg = ernie_units.Segmenter(phrases, entities)
+  units = 0
+  for text in lines:
+    got = seg.segment(text)
+    assert got == _reference_segment(frozenset(phrases), frozenset(entities), text), text
+    units += got[1].count(1) + got[2].count(1)
+  assert units > 100        # phrases and entities were found, not only single words
+
+
+def _chnsenticorp_dev(n):
+  path = os.path.join(paths.data_dir(), "chinese", "chnsenticorp", "dev.tsv")
+  if not os.path.isfile(path):
+    pytest.skip(f"{path} is absent")
+  with open(path, encoding="utf-8") as f:
+    return f.read().splitlines()[1:n + 1]

@@ -139,11 +139,19 @@ class Segmenter:
     self.phrases = frozenset(phrases)
     self.entities = frozenset(entities)
     self._entity_lengths = sorted({len(e) for e in self.entities}, reverse=True)
+    # Filters that skip most look-ups (the matches are the same): the characters a unit can
+    # start with, and the character lengths a phrase can have.
+    self._entity_starts = frozenset(e[0] for e in self.entities if e)
+    self._phrase_starts = frozenset(p[0] for p in self.phrases if p)
+    self._phrase_lengths = frozenset(len(p) for p in self.phrases)
 
   def entity_spans(self, text: str) -> List[Tuple[int, int]]:
     """[start, end) of each entity, longest match first at each position, left to right."""
     spans, i = [], 0
     while i < len(text):
+      if text[i] not in self._entity_starts:
+        i += 1
+        continue
       for n in self._entity_lengths:
         if i + n <= len(text) and text[i:i + n] in self.entities:
           spans.append((i, i + n))
@@ -156,13 +164,18 @@ class Segmenter:
   def _phrase_labels(self, words: List[str]) -> List[int]:
     """Labels of a run of non-entity words: a phrase 0, 1, ...; other words 0; spaces -1."""
     labels = [(-1 if w.isspace() else 0) for w in words]
+    if not self.phrases:
+      return labels
+    is_word = [_is_word(w) for w in words]
+    ends = np.cumsum([0] + [len(w) for w in words]).tolist()   # character offsets
     i = 0
     while i < len(words):
-      if not self.phrases or not _is_word(words[i]):
+      if not is_word[i] or words[i][0] not in self._phrase_starts:
         i += 1
         continue
       for j in range(min(len(words), i + 2 * PHRASE_MAX_WORDS - 1), i + 1, -1):
-        if _is_word(words[j - 1]) and "".join(words[i:j]) in self.phrases:
+        if (is_word[j - 1] and ends[j] - ends[i] in self._phrase_lengths
+            and "".join(words[i:j]) in self.phrases):
           labels[i + 1:j] = [1] * (j - i - 1)
           i = j
           break
