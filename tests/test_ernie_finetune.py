@@ -63,3 +63,29 @@ def test_chnsenticorp_task_reads_the_shared_files():
   assert counts == {"train": (9600, 4798), "validation": (1200, 590), "test": (1200, 602)}
   assert metrics.task_metrics("chnsenticorp", [1, 0, 1], [1, 1, 1])["accuracy"] == pytest.approx(
       2 / 3)
+
+
+def test_labelled_test_split_gets_metrics_beside_the_submission(tmp_path):
+  """ChnSentiCorp's test file has labels (GLUE's have none): finalize scores it too."""
+  d = os.path.join(paths.data_dir(), "chinese")
+  if not os.path.isdir(os.path.join(d, "chnsenticorp")):
+    pytest.skip(f"{d}/chnsenticorp not present")
+  from configs import glue as glue_config  # pylint: disable=import-outside-toplevel
+  from plm_jax.objectives.base import get_objective  # pylint: disable=import-outside-toplevel
+  c = glue_config.get_config("chnsenticorp")
+  c.vocab.type, c.model.size = "builtin", "tiny"
+  objective = get_objective(c)
+  rows = glue.read_split(objective.task, "test", data_dir=d)
+  labels = np.asarray([r["label"] for r in rows])
+  wrong = np.arange(len(rows)) < 300            # the first 300 predictions flipped
+
+  def predict(split):
+    assert split == "test"
+    return {"idx": np.asarray([r["idx"] for r in rows]), "label": labels,
+            "prediction": np.where(wrong, 1 - labels, labels)}
+
+  out = objective.finalize(str(tmp_path), predict)
+  got = json.load(open(out["test metrics"]))
+  assert got == {"accuracy": pytest.approx(900 / 1200), "score": got["accuracy"]}
+  lines = open(out["submission"]).read().splitlines()
+  assert len(lines) == 1201 and lines[1] == f"0\t{1 - labels[0]}"

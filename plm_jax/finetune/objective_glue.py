@@ -29,6 +29,7 @@ LMs (gpt2, openai-gpt):
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any, Dict, Optional, Tuple
 
@@ -242,4 +243,13 @@ class GlueFinetune(FinetuneObjective):
     preds = predict("test")
     path = glue.write_submission(self.task, os.path.join(workdir, "glue_submission"),
                                  preds["idx"], preds["prediction"])
-    return {"submission": path}
+    out = {"submission": path}
+    # A test file with labels (ChnSentiCorp's; GLUE's have none): its metrics too.
+    test_metrics = self.compute_metrics(preds)
+    if test_metrics:
+      out["test metrics"] = os.path.join(workdir, "test_metrics.json")
+      with open(out["test metrics"], "w", encoding="utf-8") as f:
+        json.dump(test_metrics, f, indent=1, sort_keys=True)
+      print("test split: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(test_metrics.items())),
+            flush=True)
+    return out
