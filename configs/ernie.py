@@ -55,7 +55,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   else:   # zh_small
     c.data.update(seq_length=128)
     c.mlm.max_predictions = 20
-    c.train.update(batch_size=32, num_steps=4000, log_every=100, eval_every=500,
-                   eval_steps=20, checkpoint_every=500)
-    c.optimizer.update(learning_rate=5e-4, warmup_steps=400)
+    c.train.update(batch_size=32, num_steps=1200, log_every=50, eval_every=200,
+                   eval_steps=20, checkpoint_every=200)
+    c.optimizer.update(learning_rate=1e-3, warmup_steps=120)
   return c

@@ -14,9 +14,9 @@ masking differs, `ernie.masking`):
   python main.py --config=configs/ernie_zh.py:small --workdir=/tmp/ernie_zh_bert \\
       --config.data.vocab.path=/tmp/zh_vocab.txt --config.ernie.masking=bert
 
-Sizes: small (configs/ernie.py:zh_small: H 256, 4 layers, 128 tokens, batch 32, 4,000
-steps; basic-level masking for steps 1-999, phrase-level 1,000-1,999, entity-level from
-2,000), tiny (H 64, 2 layers, 64 tokens; a quick check). Documents are the novels'
+Sizes: small (configs/ernie.py:zh_small: H 256, 4 layers, 128 tokens, batch 32, 1,200
+steps, lr 1e-3; basic-level masking for steps 1-399, phrase-level 400-799, entity-level from
+800), tiny (H 64, 2 layers, 64 tokens; a quick check). Documents are the novels'
 paragraphs (blank-line separated); 1 in 100 is held out, and evaluation masks it at the
 basic level for both runs (ernie.eval_level). Without lexicon files, phrases are learnt
 from the first ernie.learn_phrases_docs training documents and the entity stage has no
@@ -39,7 +39,7 @@ def get_config(arg: str = "small"):
   c.data.vocab.type = "wordpiece"
   c.data.vocab.path = "/tmp/zh_vocab.txt"   # python -m plm_jax.data.zh_vocab (above)
   c.data.vocab.lowercase = True
-  c.ernie.update(masking="knowledge", phrase_from_step=1000, entity_from_step=2000,
+  c.ernie.update(masking="knowledge", phrase_from_step=400, entity_from_step=800,
                  learn_phrases_docs=0, eval_level="basic")
   if arg == "tiny":
     c.data.update(seq_length=64, shuffle_buffer=1000)
