@@ -24,10 +24,11 @@ def _families():
   roberta_albert = _module("bench_roberta_albert_step")
   return [(_module("bench_bert_step").BERT, "base"),
           (roberta_albert.FAMILIES["roberta"], "base"), (roberta_albert.FAMILIES["albert"], "base"),
-          (_module("bench_electra_step").FAMILY, "small"), (_module("bench_gpt_step").GPT2, "small")]
+          (_module("bench_electra_step").FAMILY, "small"), (_module("bench_gpt_step").GPT2, "small"),
+          (_module("bench_ernie_step").FAMILY, "base")]
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_default_size_builds_on_synthetic_ids(index):
   family, size = _families()[index]
   _, objective = harness.bench_objective(family, size, 2, 16, 2, vocab_size=family.vocab_size)

@@ -445,6 +445,9 @@ def test_bench_commands_run(tmp_path):
              "bench/bench_bert_step_accel.py": ["--size=tiny", "--steps=1", "--warmup=1"],
              "bench/bench_gpt_step.py": ["--quick"], "bench/bench_gpt_generate.py": ["--quick"],
              "bench/bench_xlnet_step.py": ["--quick"],
+             "bench/bench_ernie_step.py": ["--size=tiny", "--steps=1", "--rounds=1",
+                                           "--warmup=1"],
+             "bench/bench_ernie_pipeline.py": ["--seconds=1"],
              "bench/bench_t5.py": ["--quick"]}
   for command in of_kind("bench"):
     script = shlex.split(command)[1]
