@@ -15,7 +15,10 @@ pass that fills the cache (causal, so a slot's keys/values depend only on the to
 before it). Decoding then starts at the shortest prompt's end: each step feeds the
 token at position t (the prompt's own while t is inside that row's prompt, the sampled
 one after) at its true position, overwriting the cache slot t, so every row sees
-exactly its own tokens at positions 0, 1, 2, ... with no padding inside.
+exactly its own tokens at positions 0, 1, 2, ... with no padding inside. The prefill
+runs through the model (GPTLMHeadModel, decode=True); the steps run plm_jax.models.gpt_decode
+(the same function on one token, its weights laid out once per call for that shape), all
+inside one lax.while_loop on the device.
 
   python -m plm_jax.models.gpt_generate --model_dir=DIR --prompt="Hello" --max_length=40
 prints continuations (DIR: a Hugging Face GPT/GPT-2 directory or a plm_jax export with
