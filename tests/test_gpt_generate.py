@@ -84,6 +84,7 @@ def test_chunked_prefill_equals_uncached(gpt2, lengths, max_length):
   assert out.tokens.tolist() == uncached_greedy(model, params, prompts, max_length)
 
 
+@pytest.mark.slow   # two more generate compiles; 537 s on the loaded 2-core machine (quiet: unmeasured)
 def test_scanned_layers_generate_the_same(gpt2):
   # The decoding step reads the layers from nn.scan's stacked 'layers' subtree (params and
   # cache with a leading [num_layers] axis) as well as from layers_{i}.
