@@ -8,6 +8,12 @@ lengths spread between half and all of --prompt), no end-of-text stop, so both s
 produce batch * new tokens. Each side runs in its own process pinned to --threads cores
 (PyTorch: torch.set_num_threads); plm_jax is timed after one untimed call (compile),
 HF after one untimed call too; the median of --reps timed calls is reported.
+
+Each side also reports its per-step floor, measured in its worker: the matrix products
+of one decoding step at this batch (per layer q/k/v, attention output, MLP in and out,
+then the tied head) timed alone, i.e. the weight reads that bound a memory-bound step
+(plm_jax: its [out, in] layout, plm_jax/models/gpt_decode.py; HF: Conv1D's addmm and the
+lm_head). plm_jax runs (longest prompt + new - shortest prompt) steps, HF runs new.
 """
 import argparse
 import json
@@ -38,6 +44,49 @@ def _hf_model(args):
   torch.manual_seed(0)
   cfg = transformers.GPT2Config(vocab_size=50257, n_positions=1024, **SIZES[args.size])
   return transformers.GPT2LMHeadModel(cfg).eval()
+
+
+def _median_time(fn, reps=15) -> float:
+  fn()
+  times = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return statistics.median(times)
+
+
+def jax_floor(model, params, batch) -> float:
+  """Seconds of one decoding step's weight products alone (plm_jax's layout)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from plm_jax.models import gpt_decode  # pylint: disable=import-outside-toplevel
+  weights = jax.jit(lambda p: gpt_decode.step_weights(model.config, p))(params)
+  x = jnp.ones((batch, model.config.hidden_size), jnp.float32)
+
+  @jax.jit
+  def products(weights, x):
+    out = [gpt_decode.matvec(weights["wte"], x)]
+    for w in weights["layers"]:
+      out += [gpt_decode.matvec(w["qkv"], x), gpt_decode.matvec(w["out"], x),
+              gpt_decode.matvec(w["wo"], gpt_decode.matvec(w["wi"], x))]
+    return out
+  return _median_time(lambda: jax.block_until_ready(products(weights, x)))
+
+
+def torch_floor(hf, batch) -> float:
+  """Seconds of one decoding step's weight products alone (HF's Conv1D addmm, lm_head)."""
+  import torch  # pylint: disable=import-outside-toplevel
+  x = torch.ones(batch, hf.config.n_embd)
+
+  def products():
+    with torch.no_grad():
+      hf.lm_head(x)
+      for block in hf.transformer.h:
+        block.attn.c_attn(x)
+        block.attn.c_proj(x)
+        block.mlp.c_proj(block.mlp.c_fc(x))
+  return _median_time(products)
 
 
 def worker(args) -> dict:
@@ -80,7 +129,10 @@ def worker(args) -> dict:
   # plm_jax fills every row to the longest prompt + new: count the tokens each side generates.
   tokens = (sum(total - len(p) for p in prompts) if args.worker == "jax"
             else len(prompts) * args.new)
-  return {"times": times, "first": first, "tokens": tokens}
+  steps = total - min(len(p) for p in prompts) if args.worker == "jax" else args.new
+  floor = (jax_floor(model, params, len(prompts)) if args.worker == "jax"
+           else torch_floor(hf, len(prompts)))
+  return {"times": times, "first": first, "tokens": tokens, "steps": steps, "floor": floor}
 
 
 def main(argv=None) -> int:
@@ -114,12 +166,17 @@ def main(argv=None) -> int:
   print(f"GPT-2 {args.size} greedy generation, {args.batch} prompts of {args.prompt // 2}-"
         f"{args.prompt} tokens, {args.new} new tokens each, {args.threads} CPU threads")
   for k, r in results.items():
+    step = statistics.median(r["times"]) / r["steps"]
     print(f"{'plm_jax' if k == 'jax' else 'hf generate':11s}: {rate[k]:9.1f} tokens/s  "
           f"(median of {len(r['times'])}: {statistics.median(r['times']):.3f} s; first call "
-          f"{r['first']:.1f} s)")
+          f"{r['first']:.1f} s); {r['steps']} steps of {step * 1e3:.1f} ms, weight-product "
+          f"floor {r['floor'] * 1e3:.1f} ms/step ({step / r['floor']:.2f}x it)")
   ratio = rate["jax"] / rate["torch"]
   print(f"ratio plm_jax / hf generate tokens/s: {ratio:.2f}x (target >= 2x: "
         f"{'met' if ratio >= 2 else 'NOT met'})")
+  jax_r = results["jax"]
+  ceiling = jax_r["tokens"] / (jax_r["steps"] * jax_r["floor"]) / rate["torch"]
+  print(f"ceiling: plm_jax at its weight-product floor would be {ceiling:.2f}x hf generate")
   return 0
 
 

@@ -84,6 +84,22 @@ def test_chunked_prefill_equals_uncached(gpt2, lengths, max_length):
   assert out.tokens.tolist() == uncached_greedy(model, params, prompts, max_length)
 
 
+@pytest.mark.slow   # two more generate compiles; 537 s on the loaded 2-core machine (quiet: unmeasured)
+def test_scanned_layers_generate_the_same(gpt2):
+  # The decoding step reads the layers from nn.scan's stacked 'layers' subtree (params and
+  # cache with a leading [num_layers] axis) as well as from layers_{i}.
+  import dataclasses
+  _, model, params = gpt2
+  scanned = type(model)(dataclasses.replace(model.config, scan_layers=True))
+  h = params["transformer"]["h"]
+  stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs),
+                                   *[h[f"layers_{i}"] for i in range(model.config.num_layers)])
+  scanned_params = dict(params, transformer=dict(params["transformer"], h={"layers": stacked}))
+  want = gpt_generate.generate(model, params, PROMPTS, MAX_LENGTH)
+  got = gpt_generate.generate(scanned, scanned_params, PROMPTS, MAX_LENGTH)
+  np.testing.assert_array_equal(got.tokens, want.tokens)
+
+
 def test_stop_on_eos_pads_the_rest(gpt2):
   _, model, params = gpt2
   free = gpt_generate.generate(model, params, PROMPTS, MAX_LENGTH)

@@ -15,7 +15,10 @@ pass that fills the cache (causal, so a slot's keys/values depend only on the to
 before it). Decoding then starts at the shortest prompt's end: each step feeds the
 token at position t (the prompt's own while t is inside that row's prompt, the sampled
 one after) at its true position, overwriting the cache slot t, so every row sees
-exactly its own tokens at positions 0, 1, 2, ... with no padding inside.
+exactly its own tokens at positions 0, 1, 2, ... with no padding inside. The prefill
+runs through the model (GPTLMHeadModel, decode=True); the steps run plm_jax.models.gpt_decode
+(the same function on one token, its weights laid out once per call for that shape), all
+inside one lax.while_loop on the device.
 
   python -m plm_jax.models.gpt_generate --model_dir=DIR --prompt="Hello" --max_length=40
 prints continuations (DIR: a Hugging Face GPT/GPT-2 directory or a plm_jax export with
@@ -32,6 +35,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from plm_jax.models import gpt_decode
 
 
 class Generated(NamedTuple):
@@ -79,13 +84,6 @@ def _attend(module, hidden):
   return module.transformer.attend(hidden)                           # [batch, vocab]
 
 
-def _step(module, token, position):
-  """One decoding step: token [B] at position (scalar) -> logits [B, vocab]."""
-  h = module.transformer(token[:, None], position_ids=jnp.full((1, 1), position),
-                         decode=True)["last_hidden_state"]
-  return module.transformer.attend(h[:, 0])
-
-
 def _set_cache_index(cache, index):
   def fix(path, x):
     return jnp.full_like(x, index) if getattr(path[-1], "key", None) == "cache_index" else x
@@ -114,7 +112,7 @@ def _prefill(model, params, cache, tokens, start, chunk):
   last = jnp.zeros((batch, model.config.hidden_size), jnp.float32)
   _, cache, last = jax.lax.while_loop(lambda s: s[0] * chunk < start, body, (0, cache, last))
   logits = model.apply({"params": params}, last, method=_attend)
-  return _set_cache_index(cache, start), logits
+  return cache, logits
 
 
 @functools.partial(jax.jit, static_argnames=("model", "top_k", "greedy", "prefill_chunk"))
@@ -129,6 +127,8 @@ def _generate(model, params, tokens, prompt_lengths, rng, temperature, top_p, eo
   cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
   start = jnp.min(prompt_lengths)
   cache, logits = _prefill(model, params, cache, tokens, start, min(prefill_chunk, length))
+  cache = gpt_decode.cache_from_flax(model.config, cache)
+  weights = gpt_decode.step_weights(model.config, params)
   done = jnp.zeros((batch,), bool)
 
   def cond(state):
@@ -143,9 +143,8 @@ def _generate(model, params, tokens, prompt_lengths, rng, temperature, top_p, eo
     lengths = jnp.where(in_prompt | ~done, t + 1, lengths)
     done = done | (~in_prompt & (tok == eos_id) & (eos_id >= 0))
     tokens = tokens.at[:, t].set(tok)
-    logits, mutated = model.apply({"params": params, "cache": cache}, tok, t, method=_step,
-                                  mutable=["cache"])
-    return t + 1, tokens, logits, mutated["cache"], done, lengths
+    logits, cache = gpt_decode.step(model.config, weights, cache, tok, t)
+    return t + 1, tokens, logits, cache, done, lengths
 
   state = (start, tokens, logits, cache, done, prompt_lengths)
   _, tokens, _, _, _, lengths = jax.lax.while_loop(cond, body, state)
