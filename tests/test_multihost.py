@@ -30,7 +30,7 @@ from plm_jax.configlib import ConfigError
 
 STEPS = ["--config.train.num_steps=12", "--config.train.checkpoint_every=4",
          "--config.train.log_every=1", "--config.train.data_shards=2"]
-HEARTBEAT_S = 5
+HEARTBEAT_S = 20   # 5 s: a starved process (load 15 on 2 cores) missed its heartbeats
 TIMEOUT_S = 1800    # per run: compiling on a loaded 2-core machine takes minutes
 
 
