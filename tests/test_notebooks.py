@@ -38,7 +38,8 @@ def test_notebook_runs_on_cpu(name, tmp_path):
   # One CPU device; matplotlib's inline backend, as in Colab (MPLBACKEND=agg would draw nothing).
   env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "MPLBACKEND")}
   env.update(PLM_JAX_NOTEBOOK_CI="1")
-  client = nbclient.NotebookClient(nb, timeout=1800, kernel_name="python3",
+  # startup_timeout: the kernel took over nbclient's default 60 s to start at load 12.
+  client = nbclient.NotebookClient(nb, timeout=1800, startup_timeout=600, kernel_name="python3",
                                    resources={"metadata": {"path": NOTEBOOK_DIR}})
   client.execute(env=env)   # the kernel's environment
   outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
