@@ -15,7 +15,9 @@ The workdir (default ./workdir/<config file>_<size>) holds checkpoints/ (resumed
 automatically), tensorboard/ and, at the end, export/ (params, model config and
 tokenizer files). A config, data or checkpoint problem prints one line
 `error: <message>` to stderr and exits with status 2; nothing is created before
-the config and data have been checked.
+the config and data have been checked. A multi-process run (--distributed) trains in a
+child of this process, which reports a lost peer (JAX's heartbeat abort) as one `error:`
+line and exits with status 75 (plm_jax/supervise.py).
 """
 import os
 import re
@@ -60,6 +62,17 @@ def default_workdir(config_spec: str) -> str:
   if arg:
     name += "_" + re.sub(r"[^A-Za-z0-9._-]+", "_", arg)
   return os.path.join(".", "workdir", name)
+
+
+# A multi-process run (--distributed --num_processes > 1) trains in a child process of this
+# one, which turns the child's death by a lost peer into one error line (plm_jax/supervise.py).
+if __name__ == "__main__":
+  from plm_jax import supervise  # pylint: disable=g-import-not-at-top  (standard library only)
+  if supervise.wanted(sys.argv[1:]):
+    _spec = supervise.flag(sys.argv[1:], "config") or "configs/bert.py:tiny"
+    sys.exit(supervise.run(sys.argv, supervise.flag(sys.argv[1:], "workdir")
+                           or default_workdir(_spec)))
+  supervise.die_with_parent()
 
 
 # config_flags resolves the --config.* overrides of sys.argv while the flag is

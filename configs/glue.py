@@ -9,8 +9,8 @@ plm_jax export such as ./workdir/bert_tiny/export):
   python main.py --config=configs/glue.py:mrpc --workdir=/tmp/glue_mrpc --config.seed=1 \
       --config.init.hf_dir=path/to/hf_bert_dir
 
-The argument after ':' is the task: cola, sst2, mrpc, stsb, qqp, mnli, mnli_mm, qnli, rte,
-wnli, chnsenticorp (Chinese sentiment from ../shared/data/chinese, ERNIE's task; use
+The argument after ':' is the task (or tiny_<task>: the task at test size, see tiny() below;
+tiny alone is tiny_rte): cola, sst2, mrpc, stsb, qqp, mnli, mnli_mm, qnli, rte, wnli, chnsenticorp (Chinese sentiment from ../shared/data/chinese, ERNIE's task; use
 model.family=ernie for an ERNIE export) (ax: predict the diagnostic set with an MNLI model, task.train_split=train of mnli is
 not available for it). Without init.hf_dir the backbone is fresh (model.size), a
 no-pretraining baseline. Data come from config.task.data_dir in the GLUE TSV layout
@@ -32,8 +32,37 @@ TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "mnli_mm", "qnli", "rte"
 
 
 def get_config(arg: str = "sst2") -> ml_collections.ConfigDict:
-  if arg not in TASKS:
-    raise ValueError(f"configs/glue.py: unknown task {arg!r}; choose one of {list(TASKS)}")
+  task, small = _task(arg)
+  c = _full(task)
+  if small:
+    c.task.update(max_seq_length=32, buckets=(32,), predict_test=False)
+    tiny(c)
+  return c
+
+
+def _task(arg: str):
+  """(task, tiny?) from 'rte', 'tiny_rte' or 'tiny' (= tiny_rte)."""
+  small = arg == "tiny" or arg.startswith("tiny_")
+  task = ("rte" if arg == "tiny" else arg[len("tiny_"):]) if small else arg
+  if task not in TASKS:
+    raise ValueError(f"configs/glue.py: unknown task {arg!r}; choose one of {list(TASKS)} "
+                     "(or tiny_<task>)")
+  return task, small
+
+
+def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The trainer sections at test size (seconds on one CPU; configs/squad.py:tiny too): the
+  tiny fresh backbone (H 64, 2 layers), 20 steps of batch 8 with an evaluation on 2 batches
+  at steps 10 and 20. get_config('tiny_<task>') also cuts sequences to 32 tokens (one
+  bucket) and skips the test-set predictions."""
+  c.model.size = "tiny"
+  c.train.update(batch_size=8, num_epochs=0.0, num_steps=20, log_every=5, eval_every=10,
+                 eval_steps=2, checkpoint_every=10)
+  c.optimizer.learning_rate = 1e-3
+  return c
+
+
+def _full(arg: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.objective = "glue"                   # plm_jax/finetune/objective_glue.py
   c.seed = 0                             # init of the head, dropout, data order

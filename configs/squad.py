@@ -9,7 +9,8 @@ files (train-v1.1.json is not on this machine): configs/squad.py:official with
 config.task.train_path and config.task.eval_path set.
 
 Sizes: article_split (dev-v1.1.json split by article; every output names the split:
-dev-article-split(...)) and official (train-v1.1.json / dev-v1.1.json, or task.source=tfds).
+dev-article-split(...)), tiny (article_split at test size: the tiny fresh BERT, 64-token
+windows, 20 steps, evaluation on 20 questions) and official (train-v1.1.json / dev-v1.1.json, or task.source=tfds).
 Recipe as BERT's SQuAD v1.1 fine-tuning (Devlin et al. 2019, section 4.2): max length 384,
 doc stride 128, query length 64, batch 32, learning rate 5e-5, 2 epochs (BERT: 3 epochs at
 batch 32 for its large model; here 2), 10% warmup, n-best 20, max answer length 30.
@@ -21,13 +22,16 @@ import ml_collections
 from configs import glue
 from plm_jax.data import paths
 
-SIZES = ("article_split", "official")
+SIZES = ("article_split", "official", "tiny")
 
 
 def get_config(arg: str = "article_split") -> ml_collections.ConfigDict:
   if arg not in SIZES:
     raise ValueError(f"configs/squad.py: unknown size {arg!r}; choose one of {list(SIZES)}")
   c = glue.get_config("sst2")            # the shared init / model / vocab / trainer sections
+  tiny = arg == "tiny"
+  if tiny:
+    arg = "article_split"
   c.objective = "squad"                  # plm_jax/finetune/objective_squad.py
   dev = os.path.join(paths.data_dir(), "squad", "v1.1", "dev-v1.1.json")
   t = c.task = ml_collections.ConfigDict()
@@ -48,4 +52,8 @@ def get_config(arg: str = "article_split") -> ml_collections.ConfigDict:
   c.train.eval_every = 0                 # evaluate at the end (n-best decoding of every window)
   c.train.best_metric = "f1"
   c.optimizer.learning_rate = 5e-5
+  if tiny:
+    glue.tiny(c)
+    t.update(max_seq_length=64, doc_stride=32, max_query_length=16, buckets=(64,),
+             eval_examples=20)
   return c

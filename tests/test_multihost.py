@@ -5,8 +5,9 @@ Both read the training stream as config.train.data_shards=2 logical shards (each
 two processes its own shard, the single process both), so every step has the same
 global batch. The two-process losses equal the single-process ones to float32
 rounding (the gradient all-reduce across processes goes through gloo, whose summation
-order differs from the in-process one); a two-process run killed after a checkpoint
-and rerun ends bit-identical to an uninterrupted two-process run.
+order differs from the in-process one); a two-process run with one process killed after a
+checkpoint stops the other with one `error:` line and status 75 (plm_jax/supervise.py), and
+its rerun ends bit-identical to an uninterrupted two-process run.
 
 The fast tests check the pieces in one process; the two-process runs (minutes each on
 a 2-core machine) are marked slow.
@@ -24,11 +25,12 @@ import numpy as np
 import pytest
 
 import main_runner
+from plm_jax import supervise
 from plm_jax.configlib import ConfigError
 
 STEPS = ["--config.train.num_steps=12", "--config.train.checkpoint_every=4",
          "--config.train.log_every=1", "--config.train.data_shards=2"]
-HEARTBEAT_S = 5
+HEARTBEAT_S = 20   # 5 s: a starved process (load 15 on 2 cores) missed its heartbeats
 TIMEOUT_S = 1800    # per run: compiling on a loaded 2-core machine takes minutes
 
 
@@ -75,6 +77,19 @@ def _run_pair(workdir, *overrides):
       pytest.fail(f"process {i} still running after {TIMEOUT_S} s:\n{_log(workdir, i)[-3000:]}")
   for i, p in enumerate(procs):
     assert p.returncode == 0, _log(workdir, i)[-3000:]
+
+
+def _children_of(parent: int):
+  """Pids of the live processes main.py started as its supervised child (plm_jax/supervise.py)."""
+  out = []
+  for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+      with open(f"/proc/{pid}/environ", "rb") as f:
+        if f"{supervise.ENV}={parent}".encode() in f.read().split(b"\0"):
+          out.append(int(pid))
+    except OSError:
+      pass
+  return out
 
 
 def _run_single(workdir, *overrides):
@@ -152,13 +167,19 @@ def test_distributed_flags_are_checked(tmp_path):
 
 # ---- slow: two processes over localhost ---------------------------------------------------
 @pytest.fixture(scope="module")
-def dp_runs(tmp_path_factory):
-  """(two-process workdir, one-process workdir) of the data-parallel (8,1,1) run."""
-  root = tmp_path_factory.mktemp("multihost_dp")
-  pair, single = str(root / "pair"), str(root / "single")
+def dp_pair(tmp_path_factory):
+  """The two-process workdir of the data-parallel (8,1,1) run."""
+  pair = str(tmp_path_factory.mktemp("multihost_dp") / "pair")
   _run_pair(pair, "--config.mesh.shape=(8,1,1)")
+  return pair
+
+
+@pytest.fixture(scope="module")
+def dp_runs(dp_pair, tmp_path_factory):
+  """(two-process workdir, one-process workdir) of the data-parallel (8,1,1) run."""
+  single = str(tmp_path_factory.mktemp("multihost_dp1") / "single")
   _run_single(single, "--config.mesh.shape=(8,1,1)")
-  return pair, single
+  return dp_pair, single
 
 
 def _assert_same_run(pair, single):
@@ -192,8 +213,8 @@ def test_two_processes_fsdp_across_hosts_match_one(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_process_stops_the_other_and_rerun_resumes_bit_exactly(dp_runs, tmp_path):
-  straight, _ = dp_runs
+def test_killed_process_stops_the_other_and_rerun_resumes_bit_exactly(dp_pair, tmp_path):
+  straight = dp_pair
   killed = str(tmp_path / "killed")
   procs = _start_pair(killed, "--config.mesh.shape=(8,1,1)")
   deadline = time.time() + TIMEOUT_S
@@ -212,13 +233,24 @@ def test_killed_process_stops_the_other_and_rerun_resumes_bit_exactly(dp_runs, t
   procs[1].wait()
   stopped_after = time.time() - killed_at
   log = _log(killed, 0)
-  assert procs[0].returncode != 0
-  assert "another task died" in log, log[-3000:]
+  gone = time.time() + 10
+  while _children_of(procs[1].pid) and time.time() < gone:
+    time.sleep(0.1)
+  assert not _children_of(procs[1].pid), "process 1's training outlived its main.py"
+  assert "another task died" in log, log[-3000:]   # JAX's own message, passed through
   assert not os.path.exists(os.path.join(killed, "export"))
   last = main_runner.committed_steps(killed)[-1]
   assert 4 <= last < 12
+  # One plm_jax line, the last of the log, and the status that says a rerun resumes.
+  assert procs[0].returncode == supervise.EXIT_PEERS_LOST, log[-3000:]
+  [error] = main_runner.error_lines(log)
+  assert log.rstrip().splitlines()[-1] == error
+  assert error.startswith("error: process 0 of 2 lost its peers (") and \
+      f"heartbeat timeout {HEARTBEAT_S} s" in error, error
+  assert error.endswith(f"the last checkpoint is step {last} in {killed}; rerun the same "
+                        "command on every host to resume"), error
   print(f"process 0 stopped {stopped_after:.1f} s after process 1 was killed "
-        f"(heartbeat timeout {HEARTBEAT_S} s)")
+        f"(heartbeat timeout {HEARTBEAT_S} s): {error}")
 
   _run_pair(killed, "--config.mesh.shape=(8,1,1)")
   assert f"resumed from step {last}" in _log(killed, 0)

@@ -1,7 +1,9 @@
 """kill -9 and resume, bit-exact, for every registered objective (slow: four main.py processes
 per objective, ~1-4 min each on 2 cores; BERT's runs in the fast tier in test_train_resume.py).
 
-Per objective (its configs/*.py at 'tiny', shrunk further where it has the keys): one straight
+Per objective (its configs/*.py at 'tiny', shrunk further where it has the keys; the GLUE,
+SQuAD and T5 GLUE objectives at their tiny RTE / article-split sizes from ../shared/data, the
+T5 ones with a SentencePiece model learnt here from the builtin corpus): one straight
 run; one run killed (SIGKILL) after an early checkpoint, resumed and killed again after a later
 one, resumed to the end. The resumed runs' per-step losses (the next batches) and the final
 checkpoint's train state (params and optimizer state) equal the straight run's bit for bit; each
@@ -22,13 +24,27 @@ from plm_jax.objectives.base import registered
 
 STEPS, EVERY, LATE = 30, 5, 15
 # Sources whose train iterator tf.data cannot checkpoint (tf.data.Dataset.from_generator).
-REPLAYS = {"glue", "squad"}   # plm_jax/finetune/common.py bucketed_dataset
+REPLAYS = {"glue", "glue_t2t", "squad"}   # plm_jax/finetune/common.py bucketed_dataset
+# Objectives that read a SentencePiece model with T5's layout: the key naming its path.
+SPM_KEYS = {"t5_span_corruption": "data.vocab.path", "glue_t2t": "vocab.path"}
 
 
 _SHRINK = {"model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
                      "max_position_embeddings": 64},
            "data": {"seq_length": 32, "shuffle_buffer": 64},
            "mlm": {"max_predictions": 5}}
+
+
+@pytest.fixture(scope="module")
+def t5_spm(tmp_path_factory):
+  """A SentencePiece model with T5's layout from the builtin corpus and the RTE label words."""
+  from plm_jax.data import builtin, spm_train  # pylint: disable=import-outside-toplevel
+  d = tmp_path_factory.mktemp("spm")
+  text = d / "text.txt"
+  text.write_text("\n\n".join(["entailment not_entailment rte sentence1 sentence2"] * 20 +
+                               list(builtin.iter_documents(300, seed=0))))
+  spm_train.train(str(text), str(d / "t5"), 150, layout="t5", max_sentences=3000)
+  return str(d / "t5.model")
 
 
 def _overrides(config):
@@ -67,12 +83,14 @@ def _state(workdir):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", registered())
-def test_kill_and_resume_is_bit_exact(objective, tmp_path):
+def test_kill_and_resume_is_bit_exact(objective, tmp_path, request):
   import jax  # pylint: disable=import-outside-toplevel
   configs = main_runner.configs_by_objective()
   assert objective in configs, f"no configs/*.py file for objective {objective}"
   path, config = configs[objective]
   args = [f"--config={path}"] + _overrides(config)
+  if objective in SPM_KEYS:
+    args.append(f"--config.{SPM_KEYS[objective]}={request.getfixturevalue('t5_spm')}")
   straight_dir = str(tmp_path / "straight")
   straight = main_runner.run(straight_dir, *args, tiny=False, timeout=900)
   if straight.returncode and ("not found" in straight.stderr or "absent" in straight.stderr):
