@@ -23,26 +23,12 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_pipeline import _rate, _single_thread  # pylint: disable=wrong-import-position
 from plm_jax.data import paths as data_paths  # pylint: disable=wrong-import-position
 
 ZH = os.path.join(data_paths.data_dir(), "pretrain", "zh")
-
-
-def _single_thread(ds):
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  options = tf.data.Options()
-  options.threading.private_threadpool_size = 1
-  options.threading.max_intra_op_parallelism = 1
-  options.autotune.enabled = False
-  return ds.with_options(options)
-
-
-def _rate(iterator, seconds):
-  n, start = 0, time.perf_counter()
-  while time.perf_counter() - start < seconds:
-    n += int(next(iterator)["attention_mask"].sum())
-  return n / (time.perf_counter() - start)
 
 
 def _configs(vocab, phrases, entities):
@@ -100,7 +86,7 @@ def main():
       for _ in range(3):
         next(it)
       startup = time.perf_counter() - t0
-      rates[name] = _rate(it, args.seconds)
+      rates[name] = _rate(it, lambda b: int(b["attention_mask"].sum()), args.seconds)
       print(f"[{name:6s}] startup (read, units, first batches) {startup:5.1f} s | "
             f"{rates[name]:10,.0f} tokens/s | vs bert {rates[name] / rates['bert']:.2f}",
             flush=True)
