@@ -15,6 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bench_bert_step  # pylint: disable=wrong-import-position
 import harness  # pylint: disable=wrong-import-position
 
 # The character vocabulary ERNIE 1.0 was released with (PaddlePaddle/ERNIE vocab.txt).
@@ -42,14 +43,10 @@ def _hf_model(cfg, vocab_size, seq):
       attention_probs_dropout_prob=cfg.attention_dropout_rate))
 
 
-def _hf_inputs(t):
-  return dict(input_ids=t["input_ids"], token_type_ids=t["token_type_ids"],
-              attention_mask=t["attention_mask"], labels=t["labels"],
-              next_sentence_label=t["next_sentence_label"])
-
-
+# ErnieForPreTraining takes BertForPreTraining's inputs and labels.
 FAMILY = harness.Family(name="ERNIE", config=_config, objective=_objective, hf_model=_hf_model,
-                        hf_inputs=_hf_inputs, sentence_label="next_sentence_label",
+                        hf_inputs=bench_bert_step.BERT.hf_inputs,
+                        sentence_label="next_sentence_label",
                         vocab_size=ERNIE_VOCAB)
 
 
