@@ -16,7 +16,9 @@ Timed, per resume: from the call into the trainer (workdir open) to the first tr
 hand: checkpoint read and verified, pipeline built, iterator restored or replayed (and, apart,
 the trainer's own figure for that last part: "restored ... in" / "replayed ... in"). The first
 step's compile + run (the trainer's "train step compiled in" figure) is measured too and
-reported apart; it is the same for every resume.
+reported apart; it is the same for every resume. The train state saved after that first step
+(the same stamped state on the next batch) must have the same bytes restored as replayed, at
+both steps, or the bench exits non-zero.
 """
 from __future__ import annotations
 
@@ -107,7 +109,21 @@ def worker(workdir: str, step: int) -> dict:
   assert len(position) == 1, stamped.lines
   return {"resume_s": first[0][0] - start - compile_s, "compile_s": compile_s,
           "position_s": float(position[0].rsplit(" in ", 1)[1].split()[0]),
-          "replayed": replayed}
+          "replayed": replayed, "loss": first[0][1].split(" | loss ")[1].split()[0],
+          "state_sha256": _state_digest(os.path.join(workdir, "checkpoints", str(step + 1),
+                                                     "state"))}
+
+
+def _state_digest(path: str) -> str:
+  """sha256 over the bytes of every leaf (params, optimizer state, step) of a saved state."""
+  import hashlib  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  digest = hashlib.sha256()
+  for leaf in jax.tree_util.tree_leaves(ocp.StandardCheckpointer().restore(path)):
+    digest.update(np.asarray(leaf).tobytes())
+  return digest.hexdigest()
 
 
 def main(argv=None) -> int:
@@ -141,6 +157,12 @@ def main(argv=None) -> int:
                    f"(exit {proc.returncode})")
         results[(mode, step)] = json.loads(lines[-1][len("RESULT "):])
         assert results[(mode, step)]["replayed"] == (mode == "replay"), (mode, step)
+    for step in steps:   # the same state and the same next batch: the same train state after it
+      restored, replayed = (results[(m, step)]["state_sha256"] for m in MODES)
+      if restored != replayed:
+        sys.exit(f"bench_resume: at step {step} the train state after one step from the "
+                 f"restored iterator (sha256 {restored[:12]}) differs from the replayed one "
+                 f"({replayed[:12]})")
   finally:
     if not args.root:
       shutil.rmtree(root, ignore_errors=True)
@@ -157,6 +179,10 @@ def main(argv=None) -> int:
           f"{b['resume_s']:6.1f} s   ratio {b['resume_s'] / a['resume_s']:5.2f}   "
           f"(of which the data position {a['position_s']:.1f} / {b['position_s']:.1f} s; "
           f"first step compile+run {a['compile_s']:.1f} / {b['compile_s']:.1f} s)")
+  for step in steps:
+    r = results[("restore", step)]
+    print(f"step {step + 1} after resuming at {step}: loss {r['loss']}, train state (params, "
+          f"optimizer, step) sha256 {r['state_sha256'][:16]}, restored = replayed bit for bit")
   gain = results[("replay", late)]["resume_s"] / results[("restore", late)]["resume_s"]
   print(f"at step {late}: restoring is {gain:.1f}x as fast as replaying")
   return 0

@@ -448,9 +448,12 @@ def test_bench_commands_run(tmp_path):
              "bench/bench_ernie_step.py": ["--size=tiny", "--steps=1", "--rounds=1",
                                            "--warmup=1"],
              "bench/bench_ernie_pipeline.py": ["--seconds=1"],
-             "bench/bench_t5.py": ["--quick"]}
+             "bench/bench_t5.py": ["--quick"],
+             "bench/bench_resume.py": ["--factor=2"],
+             "bench/bench_bpe.py": ["--books=1", "--seconds=1"]}
   for command in of_kind("bench"):
     script = shlex.split(command)[1]
+    assert script in shorter, f"{script}: give it a shortened form in this test's `shorter`"
     if "accel" in script and jax.default_backend() == "cpu":
       continue
     result = run(as_run(command, tmp_path, shorter[script]), REPO, timeout=1800)
