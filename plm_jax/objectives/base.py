@@ -33,6 +33,7 @@ import ml_collections
 import numpy as np
 
 from plm_jax import configlib
+from plm_jax.objectives import flops as flops_lib
 
 Metrics = Dict[str, Tuple[jax.Array, jax.Array]]
 Batch = Mapping[str, jax.Array]
@@ -190,11 +191,20 @@ class Objective(abc.ABC):
       return int(math.prod(spec["input_ids"].shape))
     return int(next(iter(spec.values())).shape[0])
 
-  def train_flops_per_example(self) -> Optional[float]:
-    """Training FLOPs (forward + backward) of one example, counted as the ELECTRA paper
-    counts them (plm_jax.objectives.flops), or None; the trainer reports the running total
-    as `train_flops` so that runs can be compared at equal compute."""
+  def forward_flops_per_example(self, lookups: bool = True) -> Optional[float]:
+    """Forward FLOPs of one training example (the network and its loss as the train step
+    runs them), counted as the ELECTRA paper counts them (plm_jax.objectives.flops and
+    flops_families), or None. lookups=False counts embedding lookups as free gathers
+    instead of one-hot products (what XLA's cost analysis sees; tests compare with it)."""
+    del lookups
     return None
+
+  def train_flops_per_example(self) -> Optional[float]:
+    """Training FLOPs (forward + backward) of one example: flops.TRAIN_FACTOR x
+    forward_flops_per_example(), or None; the trainer reports the running total as
+    `train_flops` so that runs can be compared at equal compute."""
+    forward = self.forward_flops_per_example()
+    return None if forward is None else flops_lib.TRAIN_FACTOR * forward
 
   def input_ranges(self) -> Dict[str, int]:
     """Batch feature -> exclusive upper bound of its integer values (e.g. input_ids ->

@@ -195,13 +195,13 @@ class ElectraRtd(BertMlmNsp):
     return {"discriminator": (self.model_config(), disc),
             "generator": (self.generator_config(), gen)}
 
-  def train_flops_per_example(self) -> float:
+  def forward_flops_per_example(self, lookups: bool = True) -> float:
     s = self.data.seq_length
     fraction = self.mlm.max_predictions / s
     if not self.loss_cfg.rtd:
-      return flops_lib.mlm_train_flops(self.generator_config(), s, fraction)
-    return flops_lib.electra_train_flops(self.model_config(), self.generator_config(), s,
-                                         fraction)
+      return flops_lib.mlm_forward_flops(self.generator_config(), s, fraction, lookups=lookups)
+    return flops_lib.electra_forward_flops(self.model_config(), self.generator_config(), s,
+                                           fraction, lookups)
 
   # ---- data -----------------------------------------------------------------------------
   def feature_converter(self):
