@@ -63,6 +63,7 @@ class AlbertMlmSop(BertMlmNsp):
   SENTENCE_LOGITS = "sop_logits"
   SENTENCE_LABEL = "sentence_order_label"
   SENTENCE_METRIC = "sop"
+  EMBEDDING_PROJECTION = True   # embedding_hidden_mapping_in runs even when E == H
 
   def check_model(self, m) -> None:
     try:

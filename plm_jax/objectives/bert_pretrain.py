@@ -21,6 +21,7 @@ from plm_jax.configlib import fail, param
 from plm_jax.data.config import CorpusConfig, VocabConfig
 from plm_jax.layers.transformer import REMAT_POLICIES
 from plm_jax.models.bert import BertConfig, BertForPreTraining
+from plm_jax.objectives import flops as flops_lib
 from plm_jax.objectives import losses
 from plm_jax.objectives.base import (Batch, ConfiguredVocabulary, Metrics, Objective,
                                      example_weights, register)
@@ -98,6 +99,7 @@ class BertMlmNsp(ConfiguredVocabulary, Objective):
   SENTENCE_LOGITS = "seq_relationship_logits"
   SENTENCE_LABEL = "next_sentence_label"
   SENTENCE_METRIC = "nsp"
+  EMBEDDING_PROJECTION = None   # E -> H after the embeddings: None when E != H; ALBERT always
 
   def __init__(self, config, vocab_size: Optional[int] = None):
     """vocab_size: a fixed model vocabulary size for batches made elsewhere (benchmarks,
@@ -151,6 +153,13 @@ class BertMlmNsp(ConfiguredVocabulary, Objective):
         token_type_ids=dummy["token_type_ids"], masked_lm_positions=dummy["masked_lm_positions"],
         deterministic=True)
     return variables["params"]
+
+  def forward_flops_per_example(self, lookups: bool = True) -> float:
+    """Encoder over data.seq_length tokens, the MLM head on the mlm.max_predictions
+    positions, and the pooler + sentence classifier when the sentence task is on."""
+    s = self.data.seq_length
+    return flops_lib.mlm_forward_flops(self.model_config(), s, self.mlm.max_predictions / s,
+                                       self.sentence_task, lookups, self.EMBEDDING_PROJECTION)
 
   # ---- data -----------------------------------------------------------------------------
   def feature_converter(self):

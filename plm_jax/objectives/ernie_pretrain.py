@@ -21,7 +21,6 @@ from typing import Optional
 from plm_jax.configlib import fail, param
 from plm_jax.data.ernie_masking import LEVELS
 from plm_jax.models.ernie import ErnieConfig, ErnieForPreTraining
-from plm_jax.objectives import flops as flops_lib
 from plm_jax.objectives.base import register
 from plm_jax.objectives.bert_pretrain import BertDataConfig, BertMlmNsp, MlmConfig
 
@@ -76,10 +75,6 @@ class ErnieMlmNsp(BertMlmNsp):
 
   def make_model(self) -> ErnieForPreTraining:
     return ErnieForPreTraining(self.model_config())
-
-  def train_flops_per_example(self) -> float:
-    s = self.data.seq_length
-    return flops_lib.mlm_train_flops(self.model_config(), s, self.mlm.max_predictions / s)
 
   def get_dataset(self, split: str, batch_size: int, seed: int, shard_index: int = 0,
                   num_shards: int = 1, num_epochs: Optional[int] = None):
