@@ -30,6 +30,7 @@ import numpy as np
 from plm_jax.configlib import ConfigError, fail, param
 from plm_jax.data.config import CorpusConfig
 from plm_jax.models.elmo import ElmoBiLM, ElmoConfig
+from plm_jax.objectives import flops_families
 from plm_jax.objectives import losses
 from plm_jax.objectives.base import Batch, Metrics, Objective, example_weights, register
 
@@ -110,6 +111,13 @@ class ElmoBiLMObjective(Objective):
     t, c = self.data.seq_length, self.sections["model"].max_characters_per_token
     return {"input_ids": jax.ShapeDtypeStruct((batch_size, t), jnp.int32),
             "char_ids": jax.ShapeDtypeStruct((batch_size, t, c), jnp.int32)}
+
+  def forward_flops_per_example(self, lookups: bool = True) -> float:
+    """A window of data.seq_length tokens through both directions and the training loss's
+    softmax (lm.softmax: full over the vocabulary, or sampled with lm.num_samples)."""
+    samples = self.lm.num_samples if self.lm.softmax == "sampled" else 0
+    return flops_families.elmo_forward_flops(self.model_config(), self.data.seq_length,
+                                             samples, lookups)
 
   def input_ranges(self) -> Dict[str, int]:
     return {"input_ids": self.vocab().size, "char_ids": self.sections["model"].n_characters}

@@ -25,6 +25,7 @@ import numpy as np
 from plm_jax.configlib import fail, param
 from plm_jax.data.config import CorpusConfig, VocabConfig
 from plm_jax.models.gpt import GPT2Config, GPTLMHeadModel, OpenAIGPTConfig, init_params
+from plm_jax.objectives import flops_families
 from plm_jax.objectives import losses
 from plm_jax.objectives.base import (Batch, ConfiguredVocabulary, Metrics, Objective,
                                      example_weights, register)
@@ -87,6 +88,10 @@ class GptCausalLm(ConfiguredVocabulary, Objective):
 
   def input_ranges(self) -> Dict[str, int]:
     return {"input_ids": self.vocab_size(), "position_ids": self.data.seq_length}
+
+  def forward_flops_per_example(self, lookups: bool = True) -> float:
+    """A row of data.seq_length tokens, logits at every position (flops_families)."""
+    return flops_families.gpt_forward_flops(self.model_config(), self.data.seq_length, lookups)
 
   # ---- data -----------------------------------------------------------------------------
   def feature_converter(self):

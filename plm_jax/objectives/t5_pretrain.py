@@ -25,6 +25,7 @@ from plm_jax.configlib import fail, param
 from plm_jax.data.config import CorpusConfig, VocabConfig
 from plm_jax.layers.transformer import REMAT_POLICIES
 from plm_jax.models.t5 import FEED_FORWARD, T5Config, T5ForConditionalGeneration
+from plm_jax.objectives import flops_families
 from plm_jax.objectives import losses
 from plm_jax.objectives.base import ConfiguredVocabulary, Objective, example_weights, register
 
@@ -150,6 +151,12 @@ class T5SpanCorruption(ConfiguredVocabulary, Objective):
     params = self.make_model().init({"params": rng}, ids, decoder_input_ids=dec)["params"]
     m = self.sections["model"]
     return scale_query_init(params, m.num_heads, m.head_dim)
+
+  def forward_flops_per_example(self, lookups: bool = True) -> float:
+    """A row of data.inputs_length encoder and data.targets_length decoder tokens (packed
+    or not: the same shapes)."""
+    return flops_families.t5_forward_flops(self.model_config(), self.data.inputs_length,
+                                           self.data.targets_length, lookups)
 
   def input_ranges(self) -> Dict[str, int]:
     v = self.vocab_size()

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from plm_jax.configlib import fail, param
 from plm_jax.data.config import CorpusConfig, VocabConfig
 from plm_jax.models.xlnet import XLNetConfig, XLNetLMHeadModel, init_params
+from plm_jax.objectives import flops_families
 from plm_jax.objectives import losses
 from plm_jax.objectives.base import (Batch, ConfiguredVocabulary, Metrics, Objective,
                                      example_weights, register)
@@ -104,6 +105,14 @@ class XlnetPermutationLm(ConfiguredVocabulary, Objective):
 
   def init_params(self, rng: jax.Array) -> Any:
     return init_params(self.make_model(), rng)
+
+  def forward_flops_per_example(self, lookups: bool = True) -> float:
+    """A row of data.seq_length tokens with its data.num_predict targets and segment ids,
+    attending to model.mem_len memory positions (the carried memory; none when 0)."""
+    m = self.sections["model"]
+    return flops_families.xlnet_forward_flops(
+        self.model_config(), self.data.seq_length, self.data.num_predict,
+        mem_len=max(m.mem_len, 0), segments=True, lookups=lookups)
 
   def input_ranges(self) -> Dict[str, int]:
     return {"input_ids": self.vocab_size(), "token_type_ids": 3,
