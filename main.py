@@ -10,6 +10,9 @@ r"""Pretrain a model: `python main.py` runs BERT tiny on the built-in corpus (~3
   python main.py --config=configs/bert.py:large --dry_run --devices=256 --peak_flops=275e12
       # plan only: parameters, FLOPs and per-device memory of the compiled train step on a
       # 256-device mesh (simulated on CPU), step time at 275 TFLOP/s per device
+  python main.py --config=configs/compare.py:smoke --workdir=/tmp/compare_smoke
+      # a comparison config: every family pretrained at one FLOP budget, fine-tuned, one
+      # report (plm_jax/compare); with --dry_run it plans each family's pretraining step
 
 The workdir (default ./workdir/<config file>_<size>) holds checkpoints/ (resumed
 automatically), tensorboard/ and, at the end, export/ (params, model config and
@@ -157,6 +160,10 @@ def main(argv):
     _ = "train" in config  # a file that failed to load raises on first use
   except Exception as e:  # pylint: disable=broad-except  (missing file, or the file raised)
     _fail(_config_load_error(e))
+  from plm_jax.compare import runner as compare  # pylint: disable=import-outside-toplevel
+  if compare.is_comparison(config):      # configs/compare.py: many runs, one report
+    _compare(compare, config, workdir)
+    return
   if _DRY_RUN.value:
     _dry_run(config)
     return
@@ -188,6 +195,23 @@ def _initialize_distributed(jax) -> None:
     _fail(f"--distributed: {' '.join(str(e).split())[:400]}")
   print(f"process {jax.process_index()} of {jax.process_count()}: "
         f"{jax.local_device_count()} local of {jax.device_count()} devices", flush=True)
+
+
+def _compare(compare, config, workdir: str) -> None:
+  """A comparison config: plan every family (--dry_run) or run the whole comparison."""
+  from plm_jax.train import trainer  # pylint: disable=import-outside-toplevel
+  try:
+    if _DRY_RUN.value:
+      import jax  # pylint: disable=import-outside-toplevel
+      print(f"dry run: every family's pretraining step on {jax.device_count()} device(s); "
+            f"nothing is allocated, read or written", flush=True)
+      compare.dry_run(config, peak_flops=_PEAK_FLOPS.value or None)
+      return
+    out = compare.run(config, workdir)
+  except (ValueError, FileNotFoundError, trainer.NonFiniteLossError) as e:
+    _fail(str(e))
+  print(f"wrote {os.path.join(workdir, 'report.md')}, results.json and the plots "
+        f"({len(out['pretrain'])} pretraining runs)", flush=True)
 
 
 def _dry_run(config) -> None:

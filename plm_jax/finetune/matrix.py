@@ -2,7 +2,8 @@
 
   python -m plm_jax.finetune.matrix --config=configs/matrix.py:smoke --workdir=DIR
 
-The matrix config lists `models` (name -> {hf_dir, family}), `tasks` (GLUE names),
+The matrix config lists `models` (name -> {hf_dir, family, and optionally config: the
+configs/ file of its cells, `glue` by default, `glue_t5` for T5's text-to-text}), `tasks` (GLUE names),
 `seeds`, and `base` overrides applied to every cell's configs/glue.py config (and
 `task_overrides`: task -> overrides). Each cell runs in DIR/cells/<model>/<task>/seed<k>
 through the trainer (resumable: a killed cell continues from its checkpoint) and ends
@@ -48,9 +49,15 @@ def _apply(config, overrides: Mapping[str, Any], where: str) -> None:
 
 def cell_config(matrix, model: str, task: str, seed: int):
   """configs/glue.py:<task> with the matrix's base and task overrides, the model and seed."""
-  from configs import glue as glue_config  # pylint: disable=import-outside-toplevel
+  import importlib  # pylint: disable=import-outside-toplevel
   if model not in matrix.models:
     raise ValueError(f"matrix: unknown model {model!r}")
+  module = matrix.models[model].get("config", "glue")     # configs/<module>.py, e.g. glue_t5
+  try:
+    glue_config = importlib.import_module(f"configs.{module}")
+  except ModuleNotFoundError:
+    raise ValueError(f"config.models.{model}.config: no config file configs/{module}.py"
+                     ) from None
   c = glue_config.get_config(task)
   _apply(c, dict(matrix.get("base", {})), "config.base")
   _apply(c, dict(matrix.get("task_overrides", {}).get(task, {})), f"config.task_overrides.{task}")

@@ -61,7 +61,14 @@ BERT_REPORTED = {"mnli_matched": "accuracy", "mnli_mismatched": "accuracy", "qqp
 # metrics averaged), MNLI counted once as the mean of matched and mismatched, WNLI in,
 # the diagnostic AX out (BERT-large on the leaderboard: 80.5).
 GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
-CONVENTIONS = ("bert", "glue")
+# ELECTRA's "GLUE score" (Clark et al. 2020, section 3.1 and Table 1): the mean over the eight
+# tasks other than WNLI of Spearman for STS-B, MCC for CoLA and accuracy for the rest (MRPC
+# and QQP by accuracy, MNLI by its matched dev set).
+ELECTRA_REPORTED = {"cola": "mcc", "sst2": "accuracy", "mrpc": "accuracy", "stsb": "spearman",
+                    "qqp": "accuracy", "mnli_matched": "accuracy", "qnli": "accuracy",
+                    "rte": "accuracy"}
+CONVENTIONS = ("bert", "glue", "electra")
+_REPORTED = {"bert": BERT_REPORTED, "electra": ELECTRA_REPORTED}
 
 
 def _pair(preds, labels, name: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -204,8 +211,8 @@ def _by_task(results: Mapping[str, Mapping[str, float]]) -> Dict[str, Mapping[st
 
 def average_tasks(convention: str = "bert") -> List[str]:
   """The columns the average of `convention` runs over."""
-  if convention == "bert":
-    return list(BERT_REPORTED)
+  if convention in _REPORTED:
+    return list(_REPORTED[convention])
   if convention == "glue":
     return list(GLUE_TASKS)
   raise ValueError(f"glue_average: unknown convention {convention!r}; choose {CONVENTIONS}")
@@ -222,6 +229,8 @@ def glue_average(results: Mapping[str, Mapping[str, float]], convention: str = "
   QQP, MNLI, QNLI, RTE and WNLI of each task's score (task_score: MRPC / QQP mean of F1
   and accuracy, STS-B mean of Pearson and Spearman), MNLI being the mean of its matched
   and mismatched scores; AX excluded.
+  convention='electra': as ELECTRA's Table 1 "GLUE score": the mean over CoLA MCC, SST-2
+  acc, MRPC acc, STS-B Spearman, QQP acc, MNLI-m acc, QNLI acc and RTE acc.
 
   Tasks of the convention that `results` lacks are left out of the mean (a partial
   average: say so when reporting it); strict=True makes a missing task a ValueError.
@@ -233,11 +242,11 @@ def glue_average(results: Mapping[str, Mapping[str, float]], convention: str = "
   values = []
   missing = []
   for col in columns:
-    if convention == "bert":
+    if convention in _REPORTED:
       if col not in res:
         missing.append(col)
         continue
-      metric = BERT_REPORTED[col]
+      metric = _REPORTED[convention][col]
       if metric not in res[col]:
         raise ValueError(f"glue_average: task {col} has no {metric!r} in its metrics "
                          f"{sorted(res[col])}")

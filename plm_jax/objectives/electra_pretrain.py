@@ -203,6 +203,17 @@ class ElectraRtd(BertMlmNsp):
     return flops_lib.electra_forward_flops(self.model_config(), self.generator_config(), s,
                                            fraction, lookups)
 
+  def inference_flops_per_example(self) -> float:
+    """Forward FLOPs of the model that fine-tunes (the discriminator's encoder and its
+    replaced-token head over one sequence), as Table 1's inference FLOPs count them; with
+    rtd=False the masked LM's encoder."""
+    s = self.data.seq_length
+    if not self.loss_cfg.rtd:
+      return flops_lib.encoder_forward_flops(self.generator_config(), s)
+    disc = self.model_config()
+    return (flops_lib.encoder_forward_flops(disc, s)
+            + flops_lib.rtd_head_forward_flops(disc.hidden_size, s))
+
   # ---- data -----------------------------------------------------------------------------
   def feature_converter(self):
     from plm_jax.data import feature_converters  # pylint: disable=import-outside-toplevel
