@@ -119,6 +119,7 @@ def test_discussion_verdicts_follow_the_numbers():
   assert "within the seed spread here (-1.0 points" in text          # electra vs elmo
 
 
+@pytest.mark.slow
 def test_smoke_comparison_end_to_end_and_rerun(tmp_path):
   """main.py runs the smoke comparison (2 pretraining runs, 4 fine-tuning cells), writes the
   report with every cell traced to its pretraining checkpoint; a rerun trains nothing."""
