@@ -132,6 +132,7 @@ def test_finished_workdir_has_nothing_to_do(default_job):
   default_config, _ = docs.config_of(SHORT)
   same = [c for c in of_kind("main")   # `python main.py` itself is the run that finished
           if c != "python main.py" and "--config_help" not in c and "--distributed" not in c
+          and not is_comparison_command(c)
           and docs.config_of(main_argv(c) + SHORT)[0] == default_config]
   assert "python main.py --config=configs/bert.py:tiny --workdir=/tmp/bert_tiny" in same
   workdir = cwd / "workdir" / "bert_tiny"
@@ -206,6 +207,8 @@ def test_training_commands_build_valid_configs():
   for command in of_kind("main"):
     if uses_trained_vocabulary(command):
       continue   # needs a vocabulary a documented command trains: test_sentencepiece_commands
+    if is_comparison_command(command):
+      continue   # many runs in one config: test_comparison_commands_build_their_runs
     if "path/to/hf_bert_dir" in command:
       if not paths.minilm_model_dir():
         continue   # a fine-tuning command: needs a Hugging Face BERT directory
@@ -268,6 +271,43 @@ def train_documented_vocabularies(tmp_path, monkeypatch):
     else:
       argv = as_run(command, tmp_path, ["--max_chars=200000"])[3:]
       assert ernie_lexicon.main(argv) == 0, command
+
+
+def is_comparison_command(command):
+  from plm_jax.compare import runner
+  return runner.is_comparison(docs.config_of(main_argv(command))[0])
+
+
+def test_comparison_commands_build_their_runs():
+  """Each documented comparison command (configs/compare.py): every family's pretraining
+  config takes the comparison's overrides (keys checked) and every fine-tuning cell's config
+  is valid; the smoke size builds its runs for real (tests/test_compare.py runs it)."""
+  from plm_jax.compare import runner
+  from plm_jax.finetune import matrix
+  from plm_jax.train.config import validate_config
+  commands = [c for c in of_kind("main") if is_comparison_command(c)]
+  assert len(commands) >= 3, commands
+  for command in commands:
+    argv = main_argv(command)
+    cmp, spec = docs.config_of(argv)
+    devices = int(docs.flag_value(argv, "devices", "1"))
+    budget = cmp.comparison.budget_flops
+    if "smoke" not in spec:
+      cmp.comparison.budget_flops = 0.0     # a budget needs the prepared vocabularies
+    for name in runner.family_names(cmp):
+      config = runner.pretrain_config(cmp, name, "/tmp/compare_check")
+      if "smoke" in spec:
+        validate_config(config, num_devices=devices)
+      elif "--dry_run" in command:
+        assert config.train.batch_size % devices == 0, (name, config.train.batch_size)
+    cmp.comparison.budget_flops = budget
+    pretrained = {n: {"export": "/tmp/compare_check/export"} for n in runner.family_names(cmp)}
+    for set_name, tasks in cmp.finetune.task_sets.items():
+      m = runner.matrix_config(cmp, set_name, pretrained, "/tmp/compare_check")
+      for model in m.models:
+        for task in tasks:
+          config = matrix.cell_config(m, model, task, 0)
+          assert config.init.hf_dir == "/tmp/compare_check/export"
 
 
 def uses_trained_vocabulary(command):
@@ -358,6 +398,8 @@ def test_dry_run_commands_are_valid_for_their_device_count():
   compile itself is the slow test below; tests/test_dry_run.py runs a tiny one)."""
   from plm_jax.train.config import validate_config
   for command in _dry_run_commands():
+    if is_comparison_command(command):
+      continue   # test_comparison_commands_build_their_runs checks each family's batch
     argv = main_argv(command)
     config, _ = docs.config_of(argv)
     validate_config(config, num_devices=int(docs.flag_value(argv, "devices")))
@@ -397,7 +439,8 @@ def test_long_training_commands_run(tmp_path, monkeypatch):
     train_documented_vocabularies(tmp_path, monkeypatch)
   for command in of_kind("main"):
     if ("--config_help" in command or "--distributed" in command or "--dry_run" in command
-        or docs.config_of(main_argv(command))[0] == default_config):
+        or docs.config_of(main_argv(command))[0] == default_config
+        or is_comparison_command(command)):   # tests/test_compare.py runs the smoke one
       continue
     extra = list(TWO_STEPS)
     if "path/to/hf_bert_dir" in command:
