@@ -165,7 +165,7 @@ def test_dry_run_plans_every_family_without_a_workdir(tmp_path):
   lines = [l for l in out.stdout.splitlines() if l.startswith(("bert:", "electra:"))]
   assert len(lines) == 2, out.stdout
   for line in lines:
-    assert " params, " in line and "FLOPs/step" in line and "whole run at peak: " in line
+    assert " params, " in line and "training FLOPs/step" in line and "whole run at peak: " in line
     assert "whole run at peak: ?" not in line
   assert not workdir.exists()
 

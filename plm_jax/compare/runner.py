@@ -284,22 +284,30 @@ def dry_run(cmp, peak_flops: Optional[float] = None) -> List[Dict[str, Any]]:
   whole run takes at peak_flops. Raises on the first family that does not fit."""
   import jax  # pylint: disable=import-outside-toplevel
   from plm_jax.train import dry_run as dry  # pylint: disable=import-outside-toplevel
+  from plm_jax.train.config import validate_config  # pylint: disable=import-outside-toplevel
   workdir = os.path.abspath(cmp.comparison.get("dry_run_workdir", "/tmp/plm_compare_dry_run"))
   rows = []
   for name in family_names(cmp):
     config = pretrain_config(cmp, name, workdir)
     with contextlib.redirect_stdout(io.StringIO()):
       plan = dry.plan(config, peak_flops=peak_flops)
+    _, objective = validate_config(config, num_devices=jax.device_count())
+    per_example = objective.train_flops_per_example()
+    # XLA's cost analysis counts a loop body once (scanned layers, ELMo's LSTM over time),
+    # so the run time comes from the analytic count when the objective has one.
+    per_step = (per_example * config.train.batch_size if per_example is not None
+                else plan.flops_per_step)
+    step_seconds = (per_step / jax.device_count() / peak_flops) if peak_flops else None
     row = {"name": name, "devices": jax.device_count(), "params": plan.params,
-           "flops_per_step": plan.flops_per_step, "steps": int(config.train.num_steps),
-           "batch": int(config.train.batch_size),
-           "memory_per_device": plan.memory_per_device, "step_seconds": plan.step_seconds}
+           "compiled_flops_per_step": plan.flops_per_step, "train_flops_per_step": per_step,
+           "steps": int(config.train.num_steps), "batch": int(config.train.batch_size),
+           "memory_per_device": plan.memory_per_device, "step_seconds": step_seconds}
     rows.append(row)
-    hours = ("?" if plan.step_seconds is None
-             else f"{plan.step_seconds * row['steps'] / 3600:.1f} h")
-    print(f"{name}: {plan.params:,} params, {plan.flops_per_step:.3g} FLOPs/step x "
-          f"{row['steps']:,} steps, memory/device "
-          f"{_gib(row['memory_per_device'])}, whole run at peak: {hours}", flush=True)
+    days = ("?" if step_seconds is None
+            else f"{step_seconds * row['steps'] / 86400:.3g} days")
+    print(f"{name}: {plan.params:,} params, {per_step:.3g} training FLOPs/step (compiled "
+          f"program: {plan.flops_per_step:.3g}) x {row['steps']:,} steps, memory/device "
+          f"{_gib(row['memory_per_device'])}, whole run at peak: {days}", flush=True)
   return rows
 
 
