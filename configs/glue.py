@@ -94,7 +94,7 @@ def _full(arg: str) -> ml_collections.ConfigDict:
   i.hf_dir = ""                          # HF model dir or plm_jax export; empty: fresh weights
 
   m = c.model = ml_collections.ConfigDict()
-  m.family = "bert"                      # backbone family (plm_jax/finetune/backbones.py)
+  m.family = "bert"                      # backbone family (finetune/backbones.py; elmo: objective_elmo.py)
   m.size = "tiny"                        # fresh backbone only: tiny | small | base
   m.hidden_dropout = 0.1
   m.attention_dropout = 0.1
