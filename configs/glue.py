@@ -19,7 +19,8 @@ no-pretraining baseline. Data come from config.task.data_dir in the GLUE TSV lay
 ELMo (feature-based, plm_jax/finetune/objective_elmo.py): model.family=elmo with init.hf_dir a
 bilm-tf directory (options.json + .hdf5) or a plm_jax ELMo export; the task model's sizes are
 config.model.elmo (the GLUE paper's BiLSTM baseline by default), task.max_seq_length counts
-words per text. A task model trained from scratch wants a larger learning rate than BERT's:
+words per text. The optimizer is this recipe's (BERT's, for pretrained weights); the task
+model starts from scratch (README.md's ELMo runs used learning rate 1e-3 for 10 epochs):
   python main.py --config=configs/glue.py:rte --workdir=/tmp/glue_elmo_rte \
       --config.model.family=elmo --config.init.hf_dir=../shared/data/elmo/bilm-tf-test-model \
       --config.optimizer.learning_rate=1e-3
