@@ -16,6 +16,15 @@ not available for it). Without init.hf_dir the backbone is fresh (model.size), a
 no-pretraining baseline. Data come from config.task.data_dir in the GLUE TSV layout
 (default: ../shared/data/glue when present), else from TFDS glue/<task>.
 
+ELMo (feature-based, plm_jax/finetune/objective_elmo.py): model.family=elmo with init.hf_dir a
+bilm-tf directory (options.json + .hdf5) or a plm_jax ELMo export; the task model's sizes are
+config.model.elmo (the GLUE paper's BiLSTM baseline by default), task.max_seq_length counts
+words per text. The optimizer is this recipe's (BERT's, for pretrained weights); the task
+model starts from scratch (README.md's ELMo runs used learning rate 1e-3 for 10 epochs):
+  python main.py --config=configs/glue.py:rte --workdir=/tmp/glue_elmo_rte \
+      --config.model.family=elmo --config.init.hf_dir=../shared/data/elmo/bilm-tf-test-model \
+      --config.optimizer.learning_rate=1e-3
+
 Defaults follow BERT's fine-tuning recipe (Devlin et al. 2019, section 4 / A.3): batch 32,
 learning rate 2e-5 (BERT searched 5e-5, 3e-5, 2e-5), 3 epochs, linear decay after 10%
 warmup, weight decay 0.01 (not on biases / LayerNorm), dropout 0.1, max length 128; the
@@ -52,10 +61,11 @@ def _task(arg: str):
 
 def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The trainer sections at test size (seconds on one CPU; configs/squad.py:tiny too): the
-  tiny fresh backbone (H 64, 2 layers), 20 steps of batch 8 with an evaluation on 2 batches
+  tiny fresh backbone (H 64, 2 layers; family elmo: a 16-cell one-layer task BiLSTM), 20 steps of batch 8 with an evaluation on 2 batches
   at steps 10 and 20. get_config('tiny_<task>') also cuts sequences to 32 tokens (one
   bucket) and skips the test-set predictions."""
   c.model.size = "tiny"
+  c.model.elmo.update(task_dim=16, task_layers=1, mlp_dim=16)
   c.train.update(batch_size=8, num_epochs=0.0, num_steps=20, log_every=5, eval_every=10,
                  eval_steps=2, checkpoint_every=10)
   c.optimizer.learning_rate = 1e-3
@@ -85,7 +95,7 @@ def _full(arg: str) -> ml_collections.ConfigDict:
   i.hf_dir = ""                          # HF model dir or plm_jax export; empty: fresh weights
 
   m = c.model = ml_collections.ConfigDict()
-  m.family = "bert"                      # backbone family (plm_jax/finetune/backbones.py)
+  m.family = "bert"                      # backbone family (finetune/backbones.py; elmo: objective_elmo.py)
   m.size = "tiny"                        # fresh backbone only: tiny | small | base
   m.hidden_dropout = 0.1
   m.attention_dropout = 0.1
@@ -94,6 +104,15 @@ def _full(arg: str) -> ml_collections.ConfigDict:
   m.scan_layers = False
   m.remat_policy = "none"
   m.fused_ops = True
+  # family elmo only: the task model on the biLM's features (plm_jax/finetune/common.py
+  # ElmoSection; defaults: the GLUE paper's BiLSTM-on-ELMo baseline).
+  e = m.elmo = ml_collections.ConfigDict()
+  e.fine_tune_bilm = False               # False: frozen biLM (Peters et al. 2018)
+  e.task_dim = 1500                      # task BiLSTM cells per direction
+  e.task_layers = 2
+  e.mlp_dim = 512                        # classifier MLP hidden width
+  e.dropout = 0.2                        # on the mixed ELMo and in the MLP
+  e.layer_norm = False                   # normalise each biLM layer before the scalar mix
 
   v = c.vocab = ml_collections.ConfigDict()
   v.type = "builtin"                     # used when init.hf_dir has no tokenizer files

@@ -14,6 +14,11 @@ Sizes:
          cores); lr 5e-5 (the tiny BERT: 1e-3).
   paper  the same models and tasks with BERT's recipe: 3 epochs, no step cap, three seeds.
 A rerun skips every finished cell; --config.seeds=0,1,2 etc. override as usual.
+
+ELMo joins as a model entry with family elmo (feature-based, plm_jax/finetune/objective_elmo.py)
+and a biLM directory, e.g. {"hf_dir": "../shared/data/elmo/bilm-tf-test-model", "family":
+"elmo", "overrides": {"optimizer": {"learning_rate": 1e-3}, "model": {"elmo": {"task_dim":
+256, "task_layers": 1}}}} (its task model trains from scratch; 1,500 x 2 cells is slow on CPU).
 """
 import os
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 from typing import Iterable, List, Sequence, Tuple
 
 import numpy as np
@@ -21,6 +22,8 @@ BOS_CHAR, EOS_CHAR, BOW_CHAR, EOW_CHAR, PAD_CHAR = 256, 257, 258, 259, 260
 BOS, EOS, UNK = "<S>", "</S>", "<UNK>"
 # Punctuation is split off words (ASCII [[:punct:]], RE2) before the lookup.
 _PUNCT = r"([!-/:-@\[-`{-~])"
+_PUNCT_RE = re.compile(_PUNCT)
+_SPACE_RE = re.compile(r"[ \t\n\v\f\r]+")   # ASCII whitespace only, as tf.strings.split
 
 
 def word_char_ids(word: str, max_chars: int = 50) -> np.ndarray:
@@ -66,6 +69,13 @@ def tf_word_char_ids(words: tf.Tensor, max_chars: int = 50) -> tf.Tensor:
   eos = tf.where(pos == 1, EOS_CHAR, special)
   code = tf.where((words == BOS)[:, None], bos, tf.where((words == EOS)[:, None], eos, code))
   return code + 1
+
+
+def split_words(text: str) -> List[str]:
+  """A text -> its words as tf_tokenize splits a line (without <S> / </S>): ASCII
+  whitespace separates words and every ASCII punctuation character is a word of its own
+  ("don't." -> don ' t .). Newlines are whitespace here (one text, one sentence)."""
+  return [w for w in _SPACE_RE.split(_PUNCT_RE.sub(r" \1 ", text)) if w]
 
 
 def tf_tokenize(text: tf.Tensor) -> tf.Tensor:

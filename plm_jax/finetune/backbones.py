@@ -73,6 +73,9 @@ def register_backbone(backbone: Backbone) -> Backbone:
 
 
 def get_backbone(family: str, key: str = "config.model.family") -> Backbone:
+  if family == "elmo":
+    raise ValueError(f"{key}={family!r}: ELMo is fine-tuned feature-based, by objective "
+                     "'glue' only (configs/glue.py, plm_jax/finetune/objective_elmo.py)")
   if family not in _REGISTRY:
     raise ValueError(f"{key}={family!r}: no fine-tuning backbone for this family; known: "
                      f"{sorted(_REGISTRY)}")

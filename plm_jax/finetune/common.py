@@ -4,7 +4,8 @@ the pretrained backbone's params, the vocabulary, and length-bucketed tf.data st
 Sections:
   init   hf_dir: a Hugging Face model directory (config.json) or a plm_jax export
          (plm_config.json) to start from; empty: a fresh backbone of `model.size`.
-  model  family, size (fresh only), dropout overrides, dtype, scan / remat, fused_ops.
+  model  family, size (fresh only), dropout overrides, dtype, scan / remat, fused_ops;
+         model.elmo: the task model of family elmo (ElmoSection; objective_elmo.py).
   vocab  the plm_jax.data VocabConfig; with an empty path the checkpoint directory's
          own tokenizer files are used (vocab.txt: WordPiece, with tokenizer_config.json's
          do_lower_case), else the section as given (builtin by default).
@@ -30,6 +31,22 @@ class InitConfig:
   hf_dir: str = ""                       # HF directory or plm_jax export; empty: fresh weights
 
 
+ELMO = "elmo"     # config.model.family of the feature-based ELMo (plm_jax.finetune.objective_elmo)
+
+
+@dataclasses.dataclass(frozen=True)
+class ElmoSection:
+  """config.model.elmo: the task model on a biLM's features (family elmo only). Defaults: the
+  GLUE paper's BiLSTM baseline on ELMo (Wang et al. 2019; nyu-mll/GLUE-baselines: 2 layers of
+  1,500 cells each way, MLP 512, dropout 0.2) with a frozen biLM as in Peters et al. 2018."""
+  fine_tune_bilm: bool = False           # False: the biLM's params get no update
+  task_dim: int = param(1500, ge=1)      # task BiLSTM cells per direction
+  task_layers: int = param(2, ge=1)      # task BiLSTM layers
+  mlp_dim: int = param(512, ge=0)        # classifier MLP hidden width; 0: task_dim
+  dropout: float = param(0.2, ge=0.0, lt=1.0)   # on the mixed ELMo and in the MLP
+  layer_norm: bool = False               # normalise each biLM layer before the scalar mix
+
+
 @dataclasses.dataclass(frozen=True)
 class FinetuneModelConfig:
   family: str = "bert"
@@ -41,8 +58,11 @@ class FinetuneModelConfig:
   scan_layers: bool = False
   remat_policy: str = param("none", choices=REMAT_POLICIES)
   fused_ops: bool = True
+  elmo: ElmoSection = ElmoSection()      # family elmo only
 
   def check(self, prefix: str) -> None:
+    if self.family == ELMO:              # no Backbone: the objective checks the rest
+      return
     bb = backbones.get_backbone(self.family, f"{prefix}.family")
     if self.size not in bb.sizes:
       raise ValueError(f"{prefix}.size={self.size!r}: unknown {self.family} size; choose one "

@@ -25,6 +25,10 @@ LMs (gpt2, openai-gpt):
     and start B delim A extract, features `swapped_input_ids`, `swapped_attention_mask`)
     run through the backbone and their extract-token states are added before the
     classifier; the LM loss of an example is then the mean of its two orders'.
+
+config.model.family=elmo runs the feature-based ELMo instead (a frozen biLM's characters-in
+features under a BiLSTM task model): plm_jax/finetune/objective_elmo.py, same task section,
+loss, metrics and outputs.
 """
 from __future__ import annotations
 
@@ -94,6 +98,15 @@ class GlueFinetune(FinetuneObjective):
                         and self.task.name in SIMILARITY_TASKS)
     self.sequence = SEQUENCE + (SWAPPED if self.both_orders else ())
     self.variable_length_features = self.sequence
+
+  @classmethod
+  def variant(cls, config):
+    """GlueFinetune itself hands family elmo to the feature-based ELMo objective."""
+    model = config.get("model")
+    if cls is GlueFinetune and model is not None and model.get("family") == common.ELMO:
+      from plm_jax.finetune.objective_elmo import ElmoGlueFinetune  # pylint: disable=import-outside-toplevel
+      return ElmoGlueFinetune
+    return cls
 
   def input_ranges(self) -> Dict[str, int]:
     out = super().input_ranges()

@@ -67,7 +67,7 @@ def get_objective(config: ml_collections.ConfigDict) -> "Objective":
   if name not in registered():
     raise configlib.ConfigError(f"config.objective={name!r}: unknown objective; known: "
                                 f"{list(registered())}")
-  return _REGISTRY[name](config)
+  return _REGISTRY[name].variant(config)(config)
 
 
 def example_weights(batch: Batch) -> jax.Array:
@@ -110,6 +110,13 @@ class Objective(abc.ABC):
     for name, section in cls.SECTIONS.items():
       c[name] = configlib.defaults(section)
     return c
+
+  @classmethod
+  def variant(cls, config: ml_collections.ConfigDict) -> type:
+    """The class that runs `config` under this objective's name: cls, or a subclass that an
+    objective hands some configs to (glue with model.family elmo: the feature-based ELMo)."""
+    del config
+    return cls
 
   def check_run(self, run) -> None:
     """Checks that involve the trainer's sections too (run: train.config.RunConfig)."""
@@ -277,6 +284,12 @@ class Objective(abc.ABC):
     """Per-parameter learning-rate factors for config.optimizer.layer_decay=decay < 1 (a
     tree like `params`, e.g. decay ** (layers above)); None: the objective has none."""
     del params, decay
+    return None
+
+  def frozen_params(self, params: Any) -> Any:
+    """A tree like `params` of bools, True for a parameter the optimizer must leave as it is
+    (no update, no weight decay, no optimizer state), or None: every parameter trains."""
+    del params
     return None
 
   def finalize(self, workdir: str, predict) -> Dict[str, str]:

@@ -138,13 +138,23 @@ def scale_by_tree(scales: Any) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
 
 
-def make_optimizer(opt, num_steps: int, lr_scales: Any = None) -> optax.GradientTransformation:
+def make_optimizer(opt, num_steps: int, lr_scales: Any = None,
+                   frozen: Any = None) -> optax.GradientTransformation:
   """opt: the optimizer section; num_steps: config.train.num_steps (for the decay);
-  lr_scales: a tree like the params of per-parameter learning-rate factors, or None."""
+  lr_scales: a tree like the params of per-parameter learning-rate factors, or None;
+  frozen: a tree like the params of bools (True: never updated, no optimizer state), or None."""
   if opt.name not in OPTIMIZERS:
     raise ValueError(f"config.optimizer.name={opt.name!r}: unknown; choose one of {OPTIMIZERS}")
   tx = _make_base(opt, num_steps)
-  return tx if lr_scales is None else optax.chain(tx, scale_by_tree(lr_scales))
+  tx = tx if lr_scales is None else optax.chain(tx, scale_by_tree(lr_scales))
+  return tx if frozen is None else freeze(tx, frozen)
+
+
+def freeze(tx: optax.GradientTransformation, frozen: Any) -> optax.GradientTransformation:
+  """`tx` on the parameters whose `frozen` leaf is False, zero updates for the rest (their
+  optimizer state is empty; weight decay and gradient clipping see only the trained ones)."""
+  labels = jax.tree.map(lambda f: "frozen" if f else "train", frozen)
+  return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 def _make_base(opt, num_steps: int) -> optax.GradientTransformation:

@@ -81,7 +81,8 @@ def build_setup(config: ml_collections.ConfigDict,
     if scales is None:
       raise ValueError(f"config.optimizer.layer_decay={run.optimizer.layer_decay}: objective "
                        f"{objective.name!r} defines no layer-wise learning rates; use 1.0")
-  tx = optimizers.make_optimizer(run.optimizer, run.train.num_steps, scales)
+  frozen = objective.frozen_params(nn.meta.unbox(boxed))
+  tx = optimizers.make_optimizer(run.optimizer, run.train.num_steps, scales, frozen)
 
   # Init runs without logical rules: the parameters' layout comes from
   # out_shardings, and activation constraints are pointless while initialising.
