@@ -161,7 +161,10 @@ def _cpu(c):
   spm = dict(_vocab(_SPM, "sentencepiece"), **seq)
   bpe = dict(_vocab(_BPE, "bpe"), **seq)
   c.families = {
-      "elmo": _family("configs/elmo_books_wiki.py:tiny", {"train": train}, family="elmo"),
+      # ELMo fine-tunes feature-based (frozen biLM, a task BiLSTM; plm_jax/finetune/
+      # objective_elmo.py), one layer of 256 cells each way at this size
+      "elmo": _family("configs/elmo_books_wiki.py:tiny", {"train": train}, family="elmo",
+                      ft_overrides={"model": {"elmo": {"task_dim": 256, "task_layers": 1}}}),
       "gpt": _family("configs/gpt_books_wiki.py:tiny",
                      {"model": dict(_encoder(), architecture="openai-gpt",
                                     norm_position="post", scale_residual_init=False),
