@@ -3,8 +3,6 @@ r"""The comparison: the families pretrained at one training-FLOP budget, fine-tu
 Run (resumable; a rerun skips every finished run and rewrites the report):
   python main.py --config=configs/compare.py:smoke --workdir=/tmp/compare_smoke
   python main.py --config=configs/compare.py:cpu --workdir=./workdir/compare_cpu
-  python main.py --config=configs/compare.py:paper --dry_run --devices=64 --peak_flops=275e12
-      # plan each family on a TPU v4-128 slice (64 chips, 275e12 bfloat16 FLOP/s each)
 
 Sizes:
   smoke  BERT and ELECTRA tiny on the builtin corpus, a budget of about 100 steps, WNLI,
@@ -13,8 +11,10 @@ Sizes:
          budget, CoLA, SST-2, MRPC, STS-B and RTE with three seeds, and ERNIE against BERT
          masking on ChnSentiCorp from the Chinese novels (see get_config for the shapes and
          the vocabularies)
-  paper  the papers' model sizes, steps and batches (no budget: each family's own steps);
-         meant for --dry_run on a pod slice and for a user with one
+  paper  the papers' model sizes, steps and batches (no budget: each family's own steps),
+         for a user with a pod. Its dry run (--dry_run --devices=64 --peak_flops=275e12: a
+         TPU v4-128 slice) needs every family's vocabulary file: GPT, RoBERTa, ALBERT, XLNet
+         and T5 have no default one yet, so for now it stops at GPT with a one-line error
 Each family entry: pretrain (a config file:size), overrides (nested {section: {key: value}}
 onto it), export (the subdirectory of its export that fine-tunes: ELECTRA's discriminator),
 finetune {family, config (configs/<config>.py of its cells), overrides}, task_set.
