@@ -69,14 +69,8 @@ def load_spec(spec: str, where: str) -> ml_collections.ConfigDict:
 
 
 def apply_overrides(config, overrides: Mapping[str, Any], where: str) -> None:
-  """Nested {section: {key: value}} onto a ConfigDict; an unknown key is an error."""
-  for key, value in overrides.items():
-    if key not in config:
-      raise ValueError(f"{where}.{key}: unknown key in the run config")
-    if isinstance(value, Mapping) and isinstance(config[key], (Mapping, ml_collections.ConfigDict)):
-      apply_overrides(config[key], value, f"{where}.{key}")
-    else:
-      config[key] = value
+  from plm_jax.finetune import matrix  # pylint: disable=import-outside-toplevel
+  matrix.apply_overrides(config, overrides, where)
 
 
 def _plain(value: Any) -> Any:

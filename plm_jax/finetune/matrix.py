@@ -36,13 +36,14 @@ def cell_dir(workdir: str, model: str, task: str, seed: int) -> str:
   return os.path.join(workdir, "cells", model, task, f"seed{seed}")
 
 
-def _apply(config, overrides: Mapping[str, Any], where: str) -> None:
-  """Nested {section: {key: value}} overrides onto a GLUE run config (unknown keys: error)."""
+def apply_overrides(config, overrides: Mapping[str, Any], where: str) -> None:
+  """Nested {section: {key: value}} overrides onto a run config (unknown keys: an error
+  naming `where`.key); a dict value onto a section recurses, anything else replaces."""
   for key, value in overrides.items():
     if key not in config:
-      raise ValueError(f"{where}.{key}: unknown key in the GLUE config")
-    if hasattr(value, "items"):
-      _apply(config[key], value, f"{where}.{key}")
+      raise ValueError(f"{where}.{key}: unknown key in the run config")
+    if hasattr(value, "items") and hasattr(config[key], "items"):
+      apply_overrides(config[key], value, f"{where}.{key}")
     else:
       config[key] = value
 
@@ -59,12 +60,12 @@ def cell_config(matrix, model: str, task: str, seed: int):
     raise ValueError(f"config.models.{model}.config: no config file configs/{module}.py"
                      ) from None
   c = glue_config.get_config(task)
-  _apply(c, dict(matrix.get("base", {})), "config.base")
-  _apply(c, dict(matrix.get("task_overrides", {}).get(task, {})), f"config.task_overrides.{task}")
+  apply_overrides(c, dict(matrix.get("base", {})), "config.base")
+  apply_overrides(c, dict(matrix.get("task_overrides", {}).get(task, {})), f"config.task_overrides.{task}")
   spec = matrix.models[model]
   c.init.hf_dir = spec.get("hf_dir", "")
   c.model.family = spec.get("family", "bert")
-  _apply(c, dict(spec.get("overrides", {})), f"config.models.{model}.overrides")
+  apply_overrides(c, dict(spec.get("overrides", {})), f"config.models.{model}.overrides")
   c.seed = int(seed)
   return c
 
