@@ -172,7 +172,8 @@ def run_pretrain(cmp, name: str, workdir: str) -> Dict[str, Any]:
   config = pretrain_config(cmp, name, workdir)
   path = os.path.join(directory, RESULT)
   if os.path.isfile(path):
-    check_finished(path, config)
+    from plm_jax.finetune import matrix  # pylint: disable=import-outside-toplevel
+    matrix.check_finished(path, config)   # the recorded config must be today's
     with open(path, encoding="utf-8") as f:
       return json.load(f)
   start = time.time()
@@ -211,11 +212,6 @@ def model_facts(objective, export: str) -> Dict[str, Any]:
   counter = getattr(objective, "inference_flops_per_example", None)
   facts["inference_flops"] = counter() if counter else objective.forward_flops_per_example()
   return facts
-
-
-def check_finished(path: str, config) -> None:
-  from plm_jax.finetune import matrix  # pylint: disable=import-outside-toplevel
-  matrix.check_finished(path, config)
 
 
 # ---- finetune ---------------------------------------------------------------------------------
