@@ -81,6 +81,36 @@ def test_prepare_runs_missing_steps_only(tmp_path, monkeypatch):
     runner.prepare(cmp, str(tmp_path))
 
 
+def test_dry_run_writes_stand_ins_for_missing_prepare_steps(tmp_path, monkeypatch):
+  cmp = compare_config.get_config("smoke")
+  cmp.prepare = {"spm": {"module": "plm_jax.data.spm_train",
+                         "args": ("--input", "/no/such/corpus", "--vocab_size", "500",
+                                  "--model_prefix", "{workdir}/v/spm"),
+                         "creates": ("{workdir}/v/spm.model",)}}
+  lines = runner.prepare_stand_ins(cmp, str(tmp_path))
+  assert lines == ["prepare spm: not run; a stand-in of its size for planning"]
+  from plm_jax.data import vocab
+  assert vocab.SentencePieceVocabulary(str(tmp_path / "v/spm.model")).vocab_size == 500
+  assert runner.prepare_stand_ins(cmp, str(tmp_path)) == []     # present: left alone
+
+  class NoStandIn:
+    @staticmethod
+    def main(argv):
+      return 0
+
+  monkeypatch.setitem(sys.modules, "plm_fake_prep", NoStandIn)
+  cmp.prepare = {"lex": {"module": "plm_fake_prep", "args": (),
+                         "creates": ("{workdir}/lex.txt",)}}
+  with pytest.raises(ValueError, match=r"config.prepare.lex: plm_fake_prep has no stand_in "
+                     r"for the dry run; run the comparison's prepare steps first"):
+    runner.prepare_stand_ins(cmp, str(tmp_path))
+
+
+def test_run_durations_read_in_their_unit():
+  assert [runner.duration(s) for s in (48, 130, 7300, 86400 * 3.2)] == [
+      "48 s", "2.17 min", "2.03 h", "3.2 days"]
+
+
 def _set_data(values):
   """A task set's data as report.write builds it, from {name: {task: [per-seed values]}}."""
   summary = {}
@@ -180,7 +210,7 @@ def test_matrix_cells_take_the_family_config_file(tmp_path):
   assert t5.objective == "glue_t2t" and t5.init.hf_dir == "/runs/t5/export" and t5.seed == 1
   bert = matrix.cell_config(m, "bert", "rte", 0)
   assert bert.objective == "glue" and bert.model.family == "bert"
-  assert bert.train.num_steps == 200 and bert.optimizer.learning_rate == 1e-3
+  assert bert.train.num_steps == 100 and bert.optimizer.learning_rate == 1e-3
   zh = runner.matrix_config(cmp, "zh", pretrained, str(tmp_path))
   assert sorted(zh.models) == ["bert_zh", "ernie_zh"] and zh.tasks == ("chnsenticorp",)
   m.models["bert"]["config"] = "glue_no_such"

@@ -121,6 +121,29 @@ def prepare(cmp, workdir: str) -> None:
     print(f"prepare {step_name}: {time.time() - start:.0f} s", flush=True)
 
 
+def prepare_stand_ins(cmp, workdir: str) -> List[str]:
+  """For the dry run: each prepare step whose outputs are missing writes stand-ins instead
+  (its module's stand_in(argv): the same layout and size, made-up entries, no corpus read;
+  plm_jax.data.stand_in_vocab), so every family's model and objective can be built. A step
+  whose module has no stand_in is a ValueError naming it. Returns the lines to print."""
+  lines = []
+  for step_name, step in dict(cmp.get("prepare", {})).items():
+    creates = [expand(p, workdir) for p in step["creates"]]
+    if all(os.path.exists(p) for p in creates):
+      continue
+    module = importlib.import_module(step["module"])
+    if not hasattr(module, "stand_in"):
+      raise ValueError(f"config.prepare.{step_name}: {step['module']} has no stand_in for the "
+                       "dry run; run the comparison's prepare steps first")
+    module.stand_in([str(a) for a in expand(list(step["args"]), workdir)])
+    missing = [p for p in creates if not os.path.exists(p)]
+    if missing:
+      raise ValueError(f"config.prepare.{step_name}: {step['module']}.stand_in did not create "
+                       f"{missing[0]}")
+    lines.append(f"prepare {step_name}: not run; a stand-in of its size for planning")
+  return lines
+
+
 # ---- pretrain ---------------------------------------------------------------------------------
 def pretrain_dir(workdir: str, name: str) -> str:
   return os.path.join(workdir, "pretrain", name)
@@ -276,6 +299,8 @@ def dry_run(cmp, peak_flops: Optional[float] = None) -> List[Dict[str, Any]]:
   from plm_jax.train import dry_run as dry  # pylint: disable=import-outside-toplevel
   from plm_jax.train.config import validate_config  # pylint: disable=import-outside-toplevel
   workdir = os.path.abspath(cmp.comparison.get("dry_run_workdir", "/tmp/plm_compare_dry_run"))
+  for line in prepare_stand_ins(cmp, workdir):
+    print(line, flush=True)
   rows = []
   for name in family_names(cmp):
     config = pretrain_config(cmp, name, workdir)
@@ -293,12 +318,19 @@ def dry_run(cmp, peak_flops: Optional[float] = None) -> List[Dict[str, Any]]:
            "steps": int(config.train.num_steps), "batch": int(config.train.batch_size),
            "memory_per_device": plan.memory_per_device, "step_seconds": step_seconds}
     rows.append(row)
-    days = ("?" if step_seconds is None
-            else f"{step_seconds * row['steps'] / 86400:.3g} days")
+    days = "?" if step_seconds is None else duration(step_seconds * row["steps"])
     print(f"{name}: {plan.params:,} params, {per_step:.3g} training FLOPs/step (compiled "
           f"program: {plan.flops_per_step:.3g}) x {row['steps']:,} steps, memory/device "
           f"{_gib(row['memory_per_device'])}, whole run at peak: {days}", flush=True)
   return rows
+
+
+def duration(seconds: float) -> str:
+  """A run's length in the unit that reads best: seconds, minutes, hours or days."""
+  for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+    if seconds >= 2 * size:
+      return f"{seconds / size:.3g} {unit}"
+  return f"{seconds:.3g} s"
 
 
 def _gib(n: Optional[float]) -> str:

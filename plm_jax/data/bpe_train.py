@@ -79,6 +79,25 @@ def train_gpt1(input_globs: str, out_dir: str, vocab_size: int, *, reader: str =
 
 
 def main(argv: Optional[Sequence[str]] = None) -> bpe.ByteLevelBPEVocabulary:
+  args = _parser().parse_args(argv)
+  learn = train_gpt1 if args.kind == "gpt1" else train
+  vocab = learn(args.input, args.out_dir, args.vocab_size, reader=args.reader,
+                doc_separator=args.doc_separator, max_documents=args.max_documents)
+  print(f"wrote {args.out_dir}/vocab.json and merges.txt ({vocab.vocab_size} tokens)")
+  return vocab
+
+
+def stand_in(argv: Sequence[str]) -> str:
+  """For `main.py --dry_run` only: writes <out_dir>/vocab.json + merges.txt of main(argv)'s
+  kind and size but made-up merges, without reading --input (plm_jax.data.stand_in_vocab)."""
+  from plm_jax.data import stand_in_vocab  # pylint: disable=import-outside-toplevel
+  args = _parser().parse_args(argv)
+  if args.kind == "gpt1":
+    return stand_in_vocab.gpt1_bpe(args.out_dir, args.vocab_size, GPT1_SPECIALS)
+  return stand_in_vocab.byte_level_bpe(args.out_dir, args.vocab_size, SPECIALS)
+
+
+def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--input", required=True, help="comma-separated file globs")
   p.add_argument("--reader", default="plain", choices=sorted(corpora.READERS))
@@ -88,12 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> bpe.ByteLevelBPEVocabulary:
   p.add_argument("--max_documents", type=int, default=0, help="at most this many (0: all)")
   p.add_argument("--kind", default="byte_level", choices=KINDS,
                  help="byte_level (GPT-2 / RoBERTa) or gpt1 (GPT-1's </w> BPE, lower-cased)")
-  args = p.parse_args(argv)
-  learn = train_gpt1 if args.kind == "gpt1" else train
-  vocab = learn(args.input, args.out_dir, args.vocab_size, reader=args.reader,
-                doc_separator=args.doc_separator, max_documents=args.max_documents)
-  print(f"wrote {args.out_dir}/vocab.json and merges.txt ({vocab.vocab_size} tokens)")
-  return vocab
+  return p
 
 
 if __name__ == "__main__":

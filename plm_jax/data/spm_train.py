@@ -83,6 +83,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """The command line; returns the exit status (0, or 2 after a one-line error)."""
   from plm_jax import startup  # pylint: disable=import-outside-toplevel
   startup.quiet_tensorflow()
+  args = _parser().parse_args(argv)
+  try:
+    vocab = train(args.input, args.model_prefix, args.vocab_size, reader=args.reader,
+                  model_type=args.model_type, lowercase=args.lowercase,
+                  doc_separator=args.doc_separator, max_sentences=args.max_sentences,
+                  num_threads=args.num_threads, layout=args.layout)
+  except (ValueError, OSError, RuntimeError) as e:
+    message = " ".join(str(e).split()) or type(e).__name__
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+  print(f"wrote {args.model_prefix}.model ({vocab.vocab_size} pieces)")
+  return 0
+
+
+def stand_in(argv: Sequence[str]) -> str:
+  """For `main.py --dry_run` only: writes <model_prefix>.model with main(argv)'s layout and
+  size but made-up pieces, without reading --input (plm_jax.data.stand_in_vocab)."""
+  from plm_jax.data import stand_in_vocab  # pylint: disable=import-outside-toplevel
+  args = _parser().parse_args(argv)
+  return stand_in_vocab.sentencepiece(args.model_prefix + ".model", args.vocab_size,
+                                      args.layout)
+
+
+def _parser() -> argparse.ArgumentParser:
   from plm_jax.data import corpora  # pylint: disable=import-outside-toplevel
   p = argparse.ArgumentParser(prog="python -m plm_jax.data.spm_train",
                               description=__doc__.split("\n")[0])
@@ -99,18 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   p.add_argument("--layout", default="bert", choices=sorted(LAYOUTS),
                  help="special pieces: bert ([PAD] [UNK] [CLS] [SEP] [MASK]) or t5 "
                  "(<pad> </s> <unk>)")
-  args = p.parse_args(argv)
-  try:
-    vocab = train(args.input, args.model_prefix, args.vocab_size, reader=args.reader,
-                  model_type=args.model_type, lowercase=args.lowercase,
-                  doc_separator=args.doc_separator, max_sentences=args.max_sentences,
-                  num_threads=args.num_threads, layout=args.layout)
-  except (ValueError, OSError, RuntimeError) as e:
-    message = " ".join(str(e).split()) or type(e).__name__
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-  print(f"wrote {args.model_prefix}.model ({vocab.vocab_size} pieces)")
-  return 0
+  return p
 
 
 if __name__ == "__main__":

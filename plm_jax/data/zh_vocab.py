@@ -79,14 +79,7 @@ def _read_texts(pattern: str) -> Iterable[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """The command line; returns the exit status (0, or 2 after a one-line error)."""
-  p = argparse.ArgumentParser(prog="python -m plm_jax.data.zh_vocab",
-                              description=__doc__.split("\n")[0])
-  p.add_argument("--input", required=True, help="comma-separated file globs (UTF-8 text)")
-  p.add_argument("--out", required=True, help="the vocab.txt to write")
-  p.add_argument("--vocab_size", type=int, default=8000, help="tokens, specials included")
-  p.add_argument("--min_count", type=int, default=2, help="keep tokens seen this often")
-  p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
-  args = p.parse_args(argv)
+  args = _parser().parse_args(argv)
   try:
     tokens = build_vocab(_read_texts(args.input), args.vocab_size, args.min_count,
                          args.lowercase)
@@ -97,6 +90,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     f.write("".join(t + "\n" for t in tokens))
   print(f"wrote {args.out}: {len(tokens):,} tokens")
   return 0
+
+
+def stand_in(argv: Sequence[str]) -> str:
+  """For `main.py --dry_run` only: writes --out with main(argv)'s size and special tokens but
+  made-up characters, without reading --input (plm_jax.data.stand_in_vocab)."""
+  from plm_jax.data import stand_in_vocab  # pylint: disable=import-outside-toplevel
+  args = _parser().parse_args(argv)
+  return stand_in_vocab.wordpiece(args.out, args.vocab_size, SPECIALS)
+
+
+def _parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m plm_jax.data.zh_vocab",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--input", required=True, help="comma-separated file globs (UTF-8 text)")
+  p.add_argument("--out", required=True, help="the vocab.txt to write")
+  p.add_argument("--vocab_size", type=int, default=8000, help="tokens, specials included")
+  p.add_argument("--min_count", type=int, default=2, help="keep tokens seen this often")
+  p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+  return p
 
 
 if __name__ == "__main__":
