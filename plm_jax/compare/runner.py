@@ -296,6 +296,7 @@ def dry_run(cmp, peak_flops: Optional[float] = None) -> List[Dict[str, Any]]:
   --devices=N simulates a slice): parameters, FLOPs, memory per device, and the time the
   whole run takes at peak_flops. Raises on the first family that does not fit."""
   import jax  # pylint: disable=import-outside-toplevel
+  from plm_jax.objectives import flops  # pylint: disable=import-outside-toplevel
   from plm_jax.train import dry_run as dry  # pylint: disable=import-outside-toplevel
   from plm_jax.train.config import validate_config  # pylint: disable=import-outside-toplevel
   workdir = os.path.abspath(cmp.comparison.get("dry_run_workdir", "/tmp/plm_compare_dry_run"))
@@ -309,19 +310,31 @@ def dry_run(cmp, peak_flops: Optional[float] = None) -> List[Dict[str, Any]]:
     _, objective = validate_config(config, num_devices=jax.device_count())
     per_example = objective.train_flops_per_example()
     # XLA's cost analysis counts a loop body once (scanned layers, ELMo's LSTM over time),
-    # so the run time comes from the analytic count when the objective has one.
+    # so the run time comes from the analytic count when the objective has one; that count
+    # takes the backward pass as one forward (ELECTRA's convention), the time as two.
     per_step = (per_example * config.train.batch_size if per_example is not None
                 else plan.flops_per_step)
-    step_seconds = (per_step / jax.device_count() / peak_flops) if peak_flops else None
+    work = per_step * 3.0 / flops.TRAIN_FACTOR if per_example is not None else per_step
+    step_seconds = (work / jax.device_count() / peak_flops) if peak_flops else None
     row = {"name": name, "devices": jax.device_count(), "params": plan.params,
            "compiled_flops_per_step": plan.flops_per_step, "train_flops_per_step": per_step,
            "steps": int(config.train.num_steps), "batch": int(config.train.batch_size),
            "memory_per_device": plan.memory_per_device, "step_seconds": step_seconds}
     rows.append(row)
-    days = "?" if step_seconds is None else duration(step_seconds * row["steps"])
+    if step_seconds is None:
+      cost = "?"
+    else:
+      run_seconds = step_seconds * row["steps"]
+      cost = (f"{duration(run_seconds)} ({run_seconds * jax.device_count() / 3600:,.0f} "
+              "device-hours)")
+    accum = int(config.train.grad_accum_steps)
+    # a micro-batch loop's body is counted once too: the compiled figure is one micro-batch's
     print(f"{name}: {plan.params:,} params, {per_step:.3g} training FLOPs/step (compiled "
-          f"program: {plan.flops_per_step:.3g}) x {row['steps']:,} steps, memory/device "
-          f"{_gib(row['memory_per_device'])}, whole run at peak: {days}", flush=True)
+          f"program: {plan.flops_per_step:.3g}{' per micro-batch' if accum > 1 else ''}) x "
+          f"{row['steps']:,} steps of "
+          f"{row['batch']:,}{f' in {accum} micro-batches' if accum > 1 else ''}, "
+          f"memory/device {_gib(row['memory_per_device'])}, whole run at peak: {cost}",
+          flush=True)
   return rows
 
 

