@@ -24,6 +24,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -295,13 +296,18 @@ def dry_run(cmp, peak_flops: Optional[float] = None) -> List[Dict[str, Any]]:
   """Plans every family's pretraining run on this process's devices (main.py --dry_run
   --devices=N simulates a slice): parameters, FLOPs, memory per device, and the time the
   whole run takes at peak_flops. Raises on the first family that does not fit."""
+  # {workdir} of the plans: a fresh directory, so every prepared file is a stand-in made now
+  with tempfile.TemporaryDirectory(prefix="plm_compare_dry_run_") as workdir:
+    for line in prepare_stand_ins(cmp, workdir):
+      print(line, flush=True)
+    return _plan_families(cmp, workdir, peak_flops)
+
+
+def _plan_families(cmp, workdir: str, peak_flops: Optional[float]) -> List[Dict[str, Any]]:
   import jax  # pylint: disable=import-outside-toplevel
   from plm_jax.objectives import flops  # pylint: disable=import-outside-toplevel
   from plm_jax.train import dry_run as dry  # pylint: disable=import-outside-toplevel
   from plm_jax.train.config import validate_config  # pylint: disable=import-outside-toplevel
-  workdir = os.path.abspath(cmp.comparison.get("dry_run_workdir", "/tmp/plm_compare_dry_run"))
-  for line in prepare_stand_ins(cmp, workdir):
-    print(line, flush=True)
   rows = []
   for name in family_names(cmp):
     config = pretrain_config(cmp, name, workdir)
