@@ -251,7 +251,7 @@ def _cpu(c):
                         "mlm": {"max_predictions": 20}, "train": train}, family="ernie"),
       # ERNIE 1.0 against BERT's masking on Chinese (the same model and data, only the
       # masking differs), fine-tuned on ChnSentiCorp
-      "ernie_zh": _family("configs/ernie_zh.py:tiny", _zh_overrides("ernie"), family="ernie",
+      "ernie_zh": _family("configs/ernie_zh.py:tiny", _zh_overrides("knowledge"), family="ernie",
                           task_set="zh", paper_family="ernie"),
       "bert_zh": _family("configs/ernie_zh.py:tiny", _zh_overrides("bert"), family="ernie",
                          task_set="zh", paper_family="bert"),

