@@ -225,3 +225,20 @@ def test_generate_text_alone_equals_batched_and_beam_search_is_the_best_beam(t5_
                                     length_penalty=0.6)
   best = t5_decoding.generate(model, params, *_padded(vocab, TEXTS[0]), 8, 3, np.float32(0.6))
   assert beams == t5_decoding.decode_texts(vocab, np.asarray(best), vocab.eos_id)
+
+
+def test_exported_sentencepiece_model_loads_again_with_its_sentinels(t5_spm, tmp_path):
+  """A T5 export writes spiece.model as trained, without the 100 sentinels that the
+  vocabulary appends (seqio's sp_model has them): fine-tuning from the export, or
+  transformers' T5Tokenizer, adds them again, and a model with them twice does not load."""
+  from plm_jax.convert import export
+  from plm_jax.objectives.t5_pretrain import t5_vocabulary
+  from plm_jax.data.config import VocabConfig
+  vocab = t5_vocabulary(VocabConfig(type="sentencepiece", path=t5_spm), 100, "config.data.vocab")
+  assert export.save_tokenizer(str(tmp_path), vocab) == ("spiece.model",)
+  with open(t5_spm, "rb") as a, open(tmp_path / "spiece.model", "rb") as b:
+    assert a.read() == b.read()
+  again = t5_vocabulary(VocabConfig(type="sentencepiece", path=str(tmp_path / "spiece.model")),
+                        100, "config.data.vocab")
+  assert again.vocab_size == vocab.vocab_size == 150 + 100
+  assert again.encode("<extra_id_0> the man") == vocab.encode("<extra_id_0> the man")

@@ -148,7 +148,15 @@ def save_tokenizer(export_dir: str, vocab: Any, model_max_length: Optional[int] 
     with open(os.path.join(export_dir, "tokenizer_config.json"), "w") as f:
       json.dump(config, f, indent=2, sort_keys=True)
     return ("vocab.json", "merges.txt", "tokenizer_config.json")
-  model = getattr(vocab, "sp_model", None)   # seqio.SentencePieceVocabulary: the model bytes
+  # seqio.SentencePieceVocabulary: the model as trained (its file), not sp_model, which has
+  # the extra ids (T5's sentinels) appended: a loader adds those again (T5Tokenizer, seqio)
+  path = getattr(vocab, "sentencepiece_model_file", None)
+  if path:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    with tf.io.gfile.GFile(path, "rb") as f:
+      model = f.read()
+  else:
+    model = getattr(vocab, "sp_model", None)
   if model:
     with open(os.path.join(export_dir, "spiece.model"), "wb") as f:
       f.write(model)
