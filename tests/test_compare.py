@@ -1,5 +1,6 @@
 """The comparison runner (plm_jax.compare): budgets, stages, skipping, and the report."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -257,3 +258,26 @@ def test_paper_scale_config_names_each_family_once():
   for name in names:
     c = runner.pretrain_config(cmp, name, "/tmp/unused")
     assert c.train.num_steps >= 100_000, name   # paper-scale runs, not the tiny defaults
+
+
+def test_undefined_correlation_is_marked_and_counts_as_zero():
+  # T5 at a tiny budget can decode one constant for every STS-B example: Spearman is nan.
+  nan = float("nan")
+  data = _set_data({"t5": {"stsb": [nan, nan], "rte": [0.5, 0.7]},
+                    "bert": {"stsb": [nan, 0.4], "rte": [0.5, 0.5]}})
+  data["summary"]["t5"]["stsb"]["invalid"] = {"values": [1.0, 1.0], "mean": 1.0, "std": 0.0}
+  t5, bert = data["scores"]["t5"], data["scores"]["bert"]
+  assert t5["average"] == pytest.approx((0.0 + 0.6) / 2)
+  assert t5["undefined"] == {"stsb": 2}
+  assert bert["average"] == pytest.approx((0.2 + 0.5) / 2)
+  assert bert["undefined"] == {"stsb": 1}
+  assert not math.isnan(t5["average_std"])
+  rows = report.table(data, {n: {} for n in data["names"]}, with_paper=False)
+  t5_row = next(r for r in rows if r.startswith("| t5 "))
+  bert_row = next(r for r in rows if r.startswith("| bert "))
+  assert "undefined*" in t5_row and "nan" not in t5_row
+  assert "40.0* (1 of 2 seeds)" in bert_row
+  note = "\n".join(report.undefined_note(data))
+  assert "t5 stsb: 2 of 2 seeds; 100% of its decodes were not numbers" in note
+  assert "bert stsb: 1 of 2 seeds)" in note and "counts an undefined correlation as 0" in note
+  assert report.undefined_note(_set_data({"bert": {"rte": [0.5, 0.6]}})) == []

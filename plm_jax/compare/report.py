@@ -38,7 +38,12 @@ def _load(path: str) -> Dict[str, Any]:
 
 def family_scores(summary, names: Sequence[str], tasks: Sequence[str]) -> Dict[str, Any]:
   """name -> {task: {mean, std, values} of the task's ELECTRA metric, 'average': the mean
-  over tasks of the per-task means, 'average_std': the std over seeds of per-seed averages}."""
+  over tasks of the per-task means, 'average_std': the std over seeds of per-seed averages}.
+
+  A correlation is undefined (nan, plm_jax.finetune.metrics) when every dev prediction of a
+  seed is the same value. The table prints it as undefined, never as a number; the average
+  counts it as 0 (a constant predictor carries no information about the gold scores) and
+  lists the task under 'undefined' with the number of seeds, so the report can say so."""
   out: Dict[str, Any] = {}
   for name in names:
     row: Dict[str, Any] = {}
@@ -48,9 +53,13 @@ def family_scores(summary, names: Sequence[str], tasks: Sequence[str]) -> Dict[s
       if stats is None:
         continue
       row[t] = {k: stats[k] for k in ("mean", "std", "values")}
-      per_seed.append(list(stats["values"]))
+      values = [float(v) for v in stats["values"]]
+      undefined = sum(math.isnan(v) for v in values)
+      if undefined:
+        row.setdefault("undefined", {})[t] = undefined
+      per_seed.append([0.0 if math.isnan(v) else v for v in values])
     if per_seed and len(per_seed) == len(tasks):
-      row["average"] = float(np.mean([row[t]["mean"] for t in tasks]))
+      row["average"] = float(np.mean([np.mean(v) for v in per_seed]))
       n = min(len(v) for v in per_seed)
       seeds_avg = [float(np.mean([v[i] for v in per_seed])) for i in range(n)]
       row["average_std"] = float(np.std(seeds_avg, ddof=1)) if n > 1 else 0.0
@@ -113,9 +122,33 @@ def _params(n: Optional[float]) -> str:
 def _cell(stats: Optional[Mapping[str, Any]]) -> str:
   if not stats:
     return "—"
-  if len(stats["values"]) > 1:
+  values = [float(v) for v in stats["values"]]
+  nan = sum(math.isnan(v) for v in values)
+  if nan == len(values):
+    return "undefined*"
+  if nan:   # the defined seeds' mean, marked: the average counts the others as 0
+    defined = [v for v in values if not math.isnan(v)]
+    return f"{100 * float(np.mean(defined)):.1f}* ({len(defined)} of {len(values)} seeds)"
+  if len(values) > 1:
     return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
   return f"{100 * stats['mean']:.1f}"
+
+
+def undefined_note(set_data: Mapping[str, Any]) -> List[str]:
+  """The footnote for cells marked *, with the fraction of unparseable outputs when the run
+  recorded one (text-to-text models: `invalid`)."""
+  parts = []
+  for name in set_data["names"]:
+    for t, k in set_data["scores"].get(name, {}).get("undefined", {}).items():
+      n = len(set_data["scores"][name][t]["values"])
+      invalid = set_data["summary"].get(name, {}).get(t, {}).get("invalid")
+      extra = (f"; {100 * invalid['mean']:.0f}% of its decodes were not numbers and score "
+               f"-1, as T5's postprocessor does" if invalid else "")
+      parts.append(f"{name} {t}: {k} of {n} seeds{extra}")
+  if not parts:
+    return []
+  return ["", "\\* The correlation is undefined: every dev prediction was the same value ("
+          + "; ".join(parts) + "). The score counts an undefined correlation as 0."]
 
 
 def table(set_data: Mapping[str, Any], pretrained: Mapping[str, Any], with_paper: bool) -> List[str]:
@@ -190,6 +223,7 @@ def markdown(cmp, out: Mapping[str, Any]) -> str:
               f"Dev scores x100, mean ± sample std over seeds. Score: {out['score']}."
               if i == 0 else "Dev scores x100, mean ± sample std over seeds.", ""]
     lines += table(data, pretrained, with_paper=(i == 0))
+    lines += undefined_note(data)
     if i == 0:
       lines += ["", f"Paper rows: {paper.SOURCE}, GLUE dev over 8 tasks, trained on other data "
                 f"at paper scale; for the ordering and the FLOP axis only.", "",
