@@ -115,3 +115,20 @@ def test_glue_average_bert_paper_and_leaderboard():
     metrics.glue_average(part, strict=True)
   with pytest.raises(ValueError, match="unknown convention"):
     metrics.glue_average(part, convention="roberta")
+
+
+def test_every_task_has_a_report_name(tmp_path):
+  # The comparison's zh set (ChnSentiCorp) stopped at its report: no display name.
+  names = metrics.report_names(list(metrics.TASK_METRICS))
+  assert len(names) == len(metrics.TASK_METRICS) and all(names)
+  assert metrics.report_names(["chnsenticorp", "sst2"]) == ["ChnSentiCorp", "SST-2"]
+  from plm_jax.finetune import matrix  # pylint: disable=import-outside-toplevel
+  cell = tmp_path / "cells" / "bert_zh" / "chnsenticorp" / "seed0"
+  cell.mkdir(parents=True)
+  (cell / matrix.RESULT).write_text(
+      '{"model": "bert_zh", "task": "chnsenticorp", "seed": 0, "dev": {"accuracy": 0.75, '
+      '"score": 0.75}, "steps": 10, "seconds": 3.0, "padding_fraction": 0.1}')
+  assert matrix.cell_dir(str(tmp_path), "bert_zh", "chnsenticorp", 0) == str(cell)
+  matrix.write_report(str(tmp_path), ["bert_zh"], ["chnsenticorp"], [0])
+  report = (tmp_path / "report.md").read_text()
+  assert "ChnSentiCorp" in report and "75.0" in report

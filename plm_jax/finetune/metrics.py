@@ -273,5 +273,5 @@ def report_names(tasks: Sequence[str]) -> List[str]:
   """The benchmark's display names of canonical task keys (for tables)."""
   names = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B",
            "mnli_matched": "MNLI-m", "mnli_mismatched": "MNLI-mm", "qnli": "QNLI",
-           "rte": "RTE", "wnli": "WNLI", "ax": "AX"}
+           "rte": "RTE", "wnli": "WNLI", "ax": "AX", "chnsenticorp": "ChnSentiCorp"}
   return [names[canonical_task(t)] for t in tasks]
