@@ -148,6 +148,13 @@ def test_discussion_verdicts_follow_the_numbers():
   assert "- electra above bert (" in text and "agrees (electra +10.0 points over bert)" in text
   assert "disagrees (electra -10.0 points against gpt)" in text
   assert "within the seed spread here (-1.0 points" in text          # electra vs elmo
+  # The zh set: names differ from the paper families they stand for (ernie_zh is ERNIE).
+  data = _set_data({"ernie_zh": {"chnsenticorp": [0.6, 0.62]},
+                    "bert_zh": {"chnsenticorp": [0.77, 0.79]}})
+  data["paper_family"] = {"ernie_zh": "ernie", "bert_zh": "bert"}
+  text = "\n".join(report.discussion(data))
+  assert text.startswith("Ordering here, by score: bert_zh 78.0 > ernie_zh 61.0.")
+  assert "- ernie_zh above bert_zh (" in text and "disagrees (ernie_zh -17.0 points against bert_zh)" in text
 
 
 @pytest.mark.slow

@@ -187,20 +187,21 @@ def discussion(set_data: Mapping[str, Any]) -> List[str]:
   order = ordering(set_data)
   if order:
     lines.append("Ordering here, by score: " + " > ".join(
-        f"{n} {100 * scores[n]['average']:.1f}" for n in order) + ".")
+        f"{n} {100 * set_data['scores'][n]['average']:.1f}" for n in order) + ".")
   for better, worse, where in paper.PAPER_ORDERINGS:
     if better not in scores or worse not in scores:
       continue
     a, b = scores[better], scores[worse]
     diff = 100 * (a["average"] - b["average"])
     spread = 100 * max(a.get("average_std", 0.0), b.get("average_std", 0.0))
+    better_name, worse_name = by_family[better], by_family[worse]
     if abs(diff) <= spread:
       verdict = f"within the seed spread here ({diff:+.1f} points, std up to {spread:.1f})"
     elif diff > 0:
-      verdict = f"agrees ({better} {diff:+.1f} points over {worse})"
+      verdict = f"agrees ({better_name} {diff:+.1f} points over {worse_name})"
     else:
-      verdict = f"disagrees ({better} {diff:+.1f} points against {worse})"
-    lines.append(f"- {by_family[better]} above {by_family[worse]} ({where}): {verdict}.")
+      verdict = f"disagrees ({better_name} {diff:+.1f} points against {worse_name})"
+    lines.append(f"- {better_name} above {worse_name} ({where}): {verdict}.")
   return lines
 
 
