@@ -267,7 +267,7 @@ def test_paper_scale_config_names_each_family_once():
     assert c.train.num_steps >= 100_000, name   # paper-scale runs, not the tiny defaults
 
 
-def test_undefined_correlation_is_marked_and_counts_as_zero():
+def test_undefined_correlation_is_marked_and_counts_as_zero(tmp_path):
   # T5 at a tiny budget can decode one constant for every STS-B example: Spearman is nan.
   nan = float("nan")
   data = _set_data({"t5": {"stsb": [nan, nan], "rte": [0.5, 0.7]},
@@ -288,3 +288,6 @@ def test_undefined_correlation_is_marked_and_counts_as_zero():
   assert "t5 stsb: 2 of 2 seeds; 100% of its decodes were not numbers" in note
   assert "bert stsb: 1 of 2 seeds)" in note and "counts an undefined correlation as 0" in note
   assert report.undefined_note(_set_data({"bert": {"rte": [0.5, 0.6]}})) == []
+  png = str(tmp_path / "scores.png")     # an all-nan bar is drawn as 'undefined'
+  matrix.plot_scores(png, data["summary"], data["names"], data["tasks"], metric=report.task_metric)
+  assert os.path.getsize(png) > 0

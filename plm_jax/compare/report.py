@@ -98,7 +98,7 @@ def write(cmp, workdir: str, pretrained: Mapping[str, Mapping[str, Any]],
     plot_score_vs_flops(os.path.join(workdir, "score_vs_flops.png"), sets_data[main],
                         pretrained)
     matrix.plot_scores(os.path.join(workdir, "scores.png"), sets_data[main]["summary"],
-                       sets_data[main]["names"], sets_data[main]["tasks"])
+                       sets_data[main]["names"], sets_data[main]["tasks"], metric=task_metric)
   plot_pretrain_curves(os.path.join(workdir, "pretrain_curves.png"), workdir, pretrained)
   with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
     f.write(markdown(cmp, out))
@@ -255,15 +255,14 @@ def _pyplot():
 def plot_score_vs_flops(path: str, set_data: Mapping[str, Any],
                         pretrained: Mapping[str, Any]) -> None:
   plt = _pyplot()
-  fig, ax = plt.subplots(figsize=(7, 4.5))
+  fig, ax = plt.subplots(figsize=(8, 5))
   for name in set_data["names"]:
     row = set_data["scores"].get(name, {})
     flops = pretrained[name].get("train_flops")
     if "average" in row and flops:
+      # Ours share one budget: a legend, not labels that would overlap at one x.
       ax.errorbar([flops], [100 * row["average"]], yerr=[100 * row["average_std"]], fmt="o",
-                  capsize=3)
-      ax.annotate(name, (flops, 100 * row["average"]), textcoords="offset points",
-                  xytext=(5, 4), fontsize=8)
+                  capsize=3, label=f"{name} {100 * row['average']:.1f}")
   for model, (train, _, _, score) in paper.ELECTRA_TABLE1.items():
     ax.scatter([train], [score], marker="s", facecolors="none", edgecolors="gray")
     ax.annotate(f"paper: {model}", (train, score), textcoords="offset points", xytext=(5, -9),
@@ -272,6 +271,8 @@ def plot_score_vs_flops(path: str, set_data: Mapping[str, Any],
   ax.set_xlabel("training FLOPs")
   ax.set_ylabel("GLUE dev score (ELECTRA's)")
   ax.set_title("score against pretraining compute (squares: the paper's, 8 tasks)")
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(title="ours (mean ± seed std)", fontsize=7, title_fontsize=7, loc="upper left")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

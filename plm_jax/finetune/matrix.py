@@ -242,28 +242,38 @@ def write_report(workdir: str, models, tasks, seeds) -> Dict[str, Any]:
   return data
 
 
-def plot_scores(path: str, summary, models, tasks) -> None:
+def plot_scores(path: str, summary, models, tasks, metric=None) -> None:
+  """Bars of each model's mean per task with one dot per seed. metric(task) names the metric
+  plotted (default: each task's GLUE `score`); a bar that is nan on every seed (an undefined
+  correlation) is marked 'undefined' instead of left out silently."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  metric = metric or (lambda task: "score")
   fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(tasks), 4))
   width = 0.8 / max(len(models), 1)
   x = np.arange(len(tasks))
   for j, m in enumerate(models):
     means, errs = [], []
+    offset = (j - (len(models) - 1) / 2) * width
     for i, t in enumerate(tasks):
-      stats = summary.get(m, {}).get(t, {}).get("score")
-      means.append(100 * stats["mean"] if stats else np.nan)
-      errs.append(100 * stats["std"] if stats else 0)
-      if stats:
-        xs = np.full(len(stats["values"]), x[i] + (j - (len(models) - 1) / 2) * width)
-        ax.scatter(xs, 100 * np.asarray(stats["values"]), color="black", s=10, zorder=3)
-    ax.bar(x + (j - (len(models) - 1) / 2) * width, means, width, yerr=errs, capsize=3, label=m)
+      stats = summary.get(m, {}).get(t, {}).get(metric(t))
+      values = 100 * np.asarray(stats["values"], float) if stats else np.zeros(0)
+      defined = values[~np.isnan(values)]
+      means.append(float(np.mean(defined)) if len(defined) else np.nan)
+      errs.append(float(np.std(defined, ddof=1)) if len(defined) > 1 else 0)
+      if len(defined):
+        ax.scatter(np.full(len(defined), x[i] + offset), defined, color="black", s=10, zorder=3)
+      elif len(values):
+        ax.text(x[i] + offset, 1, "undefined", rotation=90, ha="center", va="bottom",
+                fontsize=7)
+    ax.bar(x + offset, means, width, yerr=errs, capsize=3, label=m)
   ax.set_xticks(x)
-  ax.set_xticklabels(metrics_lib.report_names(tasks))
+  ax.set_xticklabels([f"{n}\n({metric(t)})" if metric(t) != "score" else n
+                      for n, t in zip(metrics_lib.report_names(tasks), tasks)])
   ax.set_ylabel("dev score x100 (dots: seeds)")
   ax.axhline(0, color="gray", linewidth=0.5)
-  ax.legend()
+  ax.legend(fontsize=8)
   ax.set_title("GLUE dev scores")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
